@@ -1,0 +1,1 @@
+"""The LLMFlow mitmproxy addon and its runner."""

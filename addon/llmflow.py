@@ -1,0 +1,154 @@
+"""The LLMFlow mitmproxy addon: route each call, tee its response, hand it to the writer.
+
+Runs inside LLMFlow's own runner (``python -m addon``) or as a plain script:
+``mitmdump --mode reverse:https://api.openai.com@8080 -s addon/llmflow.py``.
+
+What runs on the proxy's event loop is kept to copying references and timestamps; building
+and storing the span happens on the writer thread (llmflow_core.writer). If anything in here
+fails, the call goes on untouched: recording is never allowed to break the user's traffic.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+try:
+    import llmflow_core  # noqa: F401
+except ImportError:  # loaded by path (mitmdump -s addon/llmflow.py): make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mitmproxy import http
+from mitmproxy.proxy.mode_specs import ReverseMode
+
+from llmflow_core import config as llmflow_config
+from llmflow_core.capture import CaptureOptions, build_span
+from llmflow_core.exchange import DEFAULT_HEAD_LIMIT, BodyTee, Exchange
+from llmflow_core.routing import Route, route_for_host, route_request
+from llmflow_core.store import open_store
+from llmflow_core.tracing import is_trace_header
+from llmflow_core.writer import SpanWriter
+
+log = logging.getLogger("llmflow.addon")
+META = "llmflow"
+
+
+class _Pending:
+    """Per-flow state between the request and the end of the response."""
+
+    __slots__ = ("route", "path", "trace_headers", "tee", "started")
+
+    def __init__(self, route: Route, path: str, trace_headers: list[tuple[str, str]],
+                 started: float) -> None:
+        self.route = route
+        self.path = path
+        self.trace_headers = trace_headers
+        self.started = started
+        self.tee: BodyTee | None = None
+
+
+class LLMFlow:
+    def __init__(self, config: llmflow_config.Config | None = None) -> None:
+        self.config = config or llmflow_config.load()
+        self.options = CaptureOptions(max_body_size=self.config.max_response_size,
+                                      service_name=self.config.service_name)
+        self.head_limit = max(DEFAULT_HEAD_LIMIT, 4 * self.config.max_response_size)
+        self.writer = SpanWriter(lambda: open_store(self.config),
+                                 lambda exchange: build_span(exchange, self.options))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def running(self) -> None:
+        self.writer.start()
+        log.info("LLMFlow recording to %s", "MongoDB" if self.config.mongo_uri
+                 else self.config.sqlite_path)
+
+    def done(self) -> None:
+        self.writer.stop()
+        stats = self.writer.stats
+        log.info("LLMFlow stopped: %d span(s) written, %d dropped", stats.written, stats.dropped)
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        try:
+            self._route(flow)
+        except Exception:  # never break the call
+            log.exception("routing failed; forwarding unchanged and unrecorded")
+
+    def _route(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        path = request.path
+        if isinstance(flow.client_conn.proxy_mode, ReverseMode):
+            route = route_request(path, self.config.upstreams)
+        else:
+            found = route_for_host(request.pretty_host, path, self.config.upstreams)
+            if found is None:
+                return  # not an LLM host: pass through, unrecorded
+            route = found
+        trace_headers = [(k, v) for k, v in request.headers.items(multi=True) if is_trace_header(k)]
+        for name, _ in trace_headers:
+            request.headers.pop(name, None)
+        request.scheme, request.host, request.port = route.scheme, route.host, route.port
+        request.path = route.path
+        flow.metadata[META] = _Pending(route, path, trace_headers,
+                                       request.timestamp_start or time.time())
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        pending = flow.metadata.get(META)
+        if pending is not None and flow.response is not None:
+            # Stream every response: the client gets each byte as it arrives, and the tee keeps
+            # a bounded copy for the span (so large bodies are never held whole in memory).
+            pending.tee = BodyTee(self.head_limit)
+            flow.response.stream = pending.tee
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._finish(flow)
+
+    def _finish(self, flow: http.HTTPFlow) -> None:
+        pending: _Pending | None = flow.metadata.pop(META, None)
+        if pending is None:
+            return
+        try:
+            self.writer.submit(self._exchange(flow, pending))
+        except Exception:
+            log.exception("could not record a call (the call itself was not affected)")
+
+    def _exchange(self, flow: http.HTTPFlow, pending: _Pending) -> Exchange:
+        request, response = flow.request, flow.response
+        exchange = Exchange(
+            route=pending.route.name,
+            method=request.method,
+            url=pending.route.url,
+            path=pending.path,
+            request_headers=list(request.headers.items(multi=True)),
+            request_body=request.raw_content or b"",
+            started=pending.started,
+            trace_headers=pending.trace_headers,
+        )
+        if response is not None:
+            exchange.status_code = response.status_code
+            exchange.response_headers = list(response.headers.items(multi=True))
+            exchange.response_started = response.timestamp_start
+            exchange.ended = response.timestamp_end or time.time()
+            if pending.tee is not None:
+                pending.tee.fill(exchange)
+            else:
+                exchange.response_body = response.raw_content or b""
+                exchange.response_size = len(exchange.response_body)
+        else:
+            exchange.ended = time.time()
+        if flow.error is not None:
+            exchange.error = flow.error.msg
+            exchange.cancelled = "client disconnected" in flow.error.msg.lower()
+            if response is None:
+                exchange.client_status = 504 if "timeout" in flow.error.msg.lower() else 502
+        return exchange
+
+
+# mitmdump -s loads this file as a script module and takes ``addons`` from it; LLMFlow's own
+# runner imports the class instead and adds it to a lean master.
+addons = [LLMFlow()] if __name__.startswith("__mitmproxy_script__") else []

@@ -1,0 +1,269 @@
+"""From a raw ``Exchange`` to a ``Span``: decode, parse, redact, cap, price.
+
+Runs on the writer thread, never on the proxy's event loop. Never raises for bad input: a body
+that cannot be parsed is recorded as far as it can be read.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from llmflow_core import pricing, providers
+from llmflow_core.exchange import Exchange
+from llmflow_core.providers.base import ParsedCall, Usage, loads
+from llmflow_core.redact import cap, redact_headers, redact_text, redact_url
+from llmflow_core.spans import Span, SpanStatus, from_timestamp
+from llmflow_core.tracing import trace_context
+
+STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl",
+                "application/json-seq")
+CHARS_PER_TOKEN = 4  # rough English average, used only when the provider sent no usage
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    max_body_size: int = 1024 * 1024
+    service_name: str = "llmflow-proxy"
+    free_providers: frozenset[str] = pricing.FREE_PROVIDERS
+
+
+def header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def decode_body(data: bytes, encoding: str | None) -> bytes:
+    """The identity body from a Content-Encoding'd one; the input unchanged if it cannot be."""
+    if not data or not encoding:
+        return data
+    encoding = encoding.strip().lower()
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+        if encoding == "deflate":
+            try:
+                return zlib.decompress(data)
+            except zlib.error:
+                return zlib.decompress(data, -zlib.MAX_WBITS)
+        if encoding == "br":
+            import brotli  # shipped with mitmproxy; optional elsewhere
+
+            return brotli.decompress(data)
+        if encoding == "zstd":
+            import zstandard
+
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    except Exception:  # corrupt or truncated: keep the raw bytes
+        return data
+    return data
+
+
+def stored_body(data: bytes, limit: int, content_type: str | None) -> tuple[Any, bool]:
+    """What to keep of a body: parsed JSON when small enough, else (capped) text."""
+    if not data:
+        return None, False
+    if len(data) <= limit or not limit:
+        parsed = loads(data) if b"{" in data[:64] or b"[" in data[:64] else None
+        if parsed is not None:
+            return parsed, False
+    kept, cut = cap(data, limit)
+    if b"\x00" in kept[:1024] or (content_type or "").startswith(("image/", "audio/", "video/",
+                                                                    "application/octet-stream")):
+        return f"[{len(data)} bytes of binary data not stored]", False
+    return redact_text(kept.decode("utf-8", "replace")), cut
+
+
+def estimate_tokens(value: Any) -> int:
+    if value is None:
+        return 0
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return max(1, round(len(text) / CHARS_PER_TOKEN)) if text else 0
+
+
+def _estimate_usage(call: ParsedCall) -> Usage:
+    output = call.output.get("text") or call.output.get("tool_calls") or call.output.get("choices")
+    prompt = estimate_tokens([m.get("content") for m in call.messages or []])
+    completion = estimate_tokens(output)
+    return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+def _first_token_time(exchange: Exchange, offset: int | None) -> float | None:
+    times = exchange.chunk_times
+    if not times:
+        return None
+    if offset is None:
+        return times[0][1]
+    chosen = times[0][1]
+    for start, moment in times:
+        if start > offset:
+            break
+        chosen = moment
+    return chosen
+
+
+def _transport_error(exchange: Exchange) -> dict[str, Any]:
+    message = redact_text(exchange.error or "")
+    lowered = message.lower()
+    if exchange.cancelled:
+        kind = "client_disconnected"
+    elif "timeout" in lowered or "timed out" in lowered:
+        kind = "upstream_timeout"
+    elif exchange.status_code is None:
+        kind = "upstream_unreachable"
+    else:
+        kind = "upstream_disconnected"
+    return {"type": kind, "message": message, "status_code": exchange.client_status}
+
+
+def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -> Span:
+    context = trace_context(exchange.trace_headers)
+    limit = options.max_body_size
+    req_type = header(exchange.request_headers, "content-type")
+    resp_type = header(exchange.response_headers, "content-type") or ""
+    streamed = exchange.streamed or resp_type.split(";")[0].strip().lower() in STREAM_TYPES
+
+    response_bytes = exchange.response_body
+    if not exchange.body_cut:
+        response_bytes = decode_body(response_bytes, header(exchange.response_headers,
+                                                            "content-encoding"))
+    elif exchange.response_tail:
+        # Head and tail of a huge stream: drop the tail's first (partial) line.
+        tail = exchange.response_tail.split(b"\n", 1)[-1]
+        response_bytes = response_bytes + b"\n\n" + tail
+
+    request_json = loads(exchange.request_body) if exchange.request_body else None
+    call: ParsedCall | None = None
+    try:
+        call = providers.parse(exchange.route, exchange.path, request_json, response_bytes,
+                               exchange.status_code, streamed)
+    except Exception as exc:  # a parser bug must never lose the span
+        call = None
+        parse_error = f"{type(exc).__name__}: {exc}"
+    else:
+        parse_error = None
+
+    attributes: dict[str, Any] = {"provider": exchange.route, "http_status":
+                                  exchange.status_code or exchange.client_status, "stream": streamed}
+    attributes.update(context.attributes)
+    request_id = (header(exchange.response_headers, "x-request-id")
+                  or header(exchange.response_headers, "request-id"))
+    if request_id:
+        attributes["request_id"] = request_id
+    rate_limits = {k.lower(): v for k, v in exchange.response_headers
+                   if "ratelimit" in k.lower() or k.lower() in ("retry-after", "retry-after-ms")}
+
+    ended = exchange.ended or exchange.started
+    error: dict[str, Any] | None = None
+    if call is not None:
+        usage = call.usage
+        if not usage.known and call.output and (exchange.status_code or 0) < 400 and call.endpoint != "embeddings":
+            usage = _estimate_usage(call)
+        attributes.update({
+            "endpoint": call.endpoint,
+            "request_model": call.request_model,
+            "response_model": call.response_model,
+            "model": call.response_model or call.request_model,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "usage_estimated": usage.estimated,
+        })
+        for key in ("cached_tokens", "cache_creation_tokens", "reasoning_tokens"):
+            if getattr(usage, key) is not None:
+                attributes[key] = getattr(usage, key)
+        for key in ("temperature", "top_p"):
+            if key in call.parameters:
+                attributes[key] = call.parameters[key]
+        max_tokens = next((call.parameters[k] for k in ("max_tokens", "max_completion_tokens",
+                                                        "max_output_tokens") if k in call.parameters), None)
+        if max_tokens is not None:
+            attributes["max_tokens"] = max_tokens
+        if call.finish_reason:
+            attributes["finish_reason"] = call.finish_reason
+            attributes["finish_reason_raw"] = call.finish_reason_raw
+        cost = pricing.estimate_cost(exchange.route, attributes["model"], usage,
+                                     options.free_providers)
+        attributes["estimated_cost"] = cost
+        attributes["cost_known"] = cost is not None
+        if streamed:
+            first = _first_token_time(exchange, call.first_token_offset)
+            if first is not None:
+                attributes["ttft_ms"] = round((first - exchange.started) * 1000, 3)
+                generating = ended - first
+                if usage.completion_tokens and generating > 0:
+                    attributes["tokens_per_second"] = round(usage.completion_tokens / generating, 2)
+        error = call.error
+    if parse_error:
+        attributes["parse_error"] = parse_error
+
+    request_body, request_cut = stored_body(exchange.request_body, limit, req_type)
+    if streamed or call is not None and call.response_body is not None and not exchange.body_cut:
+        response_body: Any = call.response_body if call is not None and not streamed else None
+        response_cut = exchange.body_cut
+        if response_body is not None and limit and len(json.dumps(response_body, default=str)) > limit:
+            response_body, response_cut = stored_body(response_bytes, limit, resp_type)
+    else:
+        response_body, response_cut = stored_body(response_bytes, limit, resp_type)
+    if request_cut or response_cut:
+        attributes["truncated"] = True
+
+    status = SpanStatus.SUCCESS
+    if exchange.cancelled:
+        status = SpanStatus.CANCELLED
+        error = error or _transport_error(exchange)
+    elif exchange.error:
+        status = SpanStatus.ERROR
+        error = error or _transport_error(exchange)
+    elif error is not None or (exchange.status_code or 0) >= 400:
+        status = SpanStatus.ERROR
+        error = error or {"type": f"http_{exchange.status_code}", "message": redact_text(
+            str(response_body)[:500]), "status_code": exchange.status_code}
+    if error is not None:
+        error.setdefault("status_code", exchange.status_code)
+        if isinstance(error.get("message"), str):
+            error["message"] = redact_text(error["message"])
+
+    request: dict[str, Any] = {
+        "method": exchange.method,
+        "url": redact_url(exchange.url),
+        "path": redact_url(exchange.path),
+        "headers": redact_headers(exchange.request_headers),
+        "body": request_body,
+    }
+    response: dict[str, Any] = {
+        "status_code": exchange.status_code,
+        "headers": redact_headers(exchange.response_headers),
+        "body": response_body,
+        "size": exchange.response_size,
+    }
+    if call is not None:
+        request["messages"] = call.messages
+        request["parameters"] = call.parameters
+        response["output"] = call.output
+        if streamed:
+            response["events"] = call.events
+    if rate_limits:
+        response["rate_limits"] = rate_limits
+
+    operation = call.operation if call is not None else f"{exchange.method} {exchange.path.split('?')[0]}"
+    return Span(
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+        parent_span_id=context.parent_span_id,
+        service=context.service or options.service_name,
+        operation=operation,
+        kind="llm" if call is not None else "http",
+        start_time=from_timestamp(exchange.started),
+        end_time=from_timestamp(ended),
+        duration=round((ended - exchange.started) * 1000, 3),
+        status=status,
+        attributes={k: v for k, v in attributes.items() if v is not None or k == "estimated_cost"},
+        request=request,
+        response=response,
+        error=error,
+    )

@@ -1,0 +1,207 @@
+"""Every setting LLMFlow reads from the environment, defined once.
+
+The proxy reads them with ``load()``; the Django settings read the same definitions through
+django-environ (``llmflow_dashboard.settings``). ``SETTINGS`` is also what the README's
+configuration table, the launcher's start-up print-out and the compose-file test are checked
+against, so adding a variable means adding it here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+
+class ConfigError(ValueError):
+    """A setting has a value LLMFlow cannot use; the message names the variable."""
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
+               "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``1MB``, ``512KB``, ``2048`` (binary units: 1KB = 1024 bytes)."""
+    match = _SIZE_RE.match(text)
+    unit = (match.group(2) or "").lower() if match else None
+    if not match or unit not in _SIZE_UNITS:
+        raise ValueError("expected a size such as 1MB, 512KB or 2048 (bytes)")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true/false, yes/no, on/off or 1/0")
+
+
+def parse_port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError("expected a port number from 0 to 65535")
+    return port
+
+
+def parse_positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return value
+
+
+def parse_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL")
+    return text.strip().rstrip("/")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+    accepted: str = ""  # the accepted forms, for error messages
+
+    def read(self, environ: Mapping[str, str]) -> Any:
+        raw = environ.get(self.name, self.default)
+        try:
+            return self.parse(raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{self.name}={raw!r} is not valid: {exc}") from None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("MONGO_URI", "", "MongoDB connection string. Empty: the embedded SQLite store.", secret=True),
+    Setting("LLMFLOW_DATA_DIR", "./data", "Where the SQLite store, the span spool, the secret key "
+            "and the proxy's CA certificate live."),
+    Setting("AUTH_USERNAME", "llmflow", "Dashboard login name."),
+    Setting("AUTH_PASSWORD", "password", "Dashboard password. Change it: the dashboard warns "
+            "while the default is in use.", secret=True),
+    Setting("PORT", "3000", "Dashboard port.", parse_port),
+    Setting("PROXY_PORT", "8080", "Proxy port for apps that set their base URL to LLMFlow.", parse_port),
+    Setting("BIND_HOST", "127.0.0.1", "Address the proxy and the dashboard listen on "
+            "(0.0.0.0 in containers)."),
+    Setting("RETENTION_DAYS", "30", "Spans older than this many days are deleted (0 keeps them).",
+            parse_positive_int),
+    Setting("MAX_RESPONSE_SIZE", "1MB", "Stored request and response bodies are cut at this size "
+            "(the call itself is never cut).", parse_size, accepted="1MB, 512KB, 2048"),
+    Setting("SERVICE_NAME", "llmflow-proxy", "Service name on proxied spans when the app sends no "
+            "X-Trace-Service header."),
+    Setting("SECRET_KEY", "", "Django secret key. Empty: one is generated once and kept in "
+            "LLMFLOW_DATA_DIR.", secret=True),
+    Setting("LOG_LEVEL", "INFO", "Log level of the proxy and the dashboard."),
+)
+
+# Built-in upstreams. UPSTREAM_<NAME>=<base URL> overrides one or defines a new route /<name>/...
+DEFAULT_UPSTREAMS: dict[str, str] = {
+    "openai": "https://api.openai.com",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+    "ollama": "http://localhost:11434",
+    "groq": "https://api.groq.com/openai",
+    "mistral": "https://api.mistral.ai",
+    "deepseek": "https://api.deepseek.com",
+    "openrouter": "https://openrouter.ai/api",
+    "together": "https://api.together.xyz",
+}
+UPSTREAM_PREFIX = "UPSTREAM_"
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    mongo_uri: str
+    data_dir: Path
+    auth_username: str
+    auth_password: str
+    port: int
+    proxy_port: int
+    bind_host: str
+    retention_days: int
+    max_response_size: int
+    service_name: str
+    secret_key: str
+    log_level: str
+    upstreams: Mapping[str, str]
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "llmflow.sqlite3"
+
+    @property
+    def uses_default_credentials(self) -> bool:
+        return (self.auth_username, self.auth_password) == (
+            _BY_NAME["AUTH_USERNAME"].default, _BY_NAME["AUTH_PASSWORD"].default)
+
+
+def read_upstreams(environ: Mapping[str, str]) -> dict[str, str]:
+    upstreams = dict(DEFAULT_UPSTREAMS)
+    for key, value in environ.items():
+        if key.startswith(UPSTREAM_PREFIX) and len(key) > len(UPSTREAM_PREFIX):
+            name = key[len(UPSTREAM_PREFIX):].lower()
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+                raise ConfigError(f"{key}: route names use letters, digits, '-' and '_'")
+            try:
+                upstreams[name] = parse_url(value)
+            except ValueError as exc:
+                raise ConfigError(f"{key}={value!r} is not valid: {exc}") from None
+    return upstreams
+
+
+def load(environ: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    values = {setting.name: setting.read(env) for setting in SETTINGS}
+    return Config(
+        mongo_uri=values["MONGO_URI"].strip(),
+        data_dir=Path(values["LLMFLOW_DATA_DIR"]).expanduser().resolve(),
+        auth_username=values["AUTH_USERNAME"],
+        auth_password=values["AUTH_PASSWORD"],
+        port=values["PORT"],
+        proxy_port=values["PROXY_PORT"],
+        bind_host=values["BIND_HOST"],
+        retention_days=values["RETENTION_DAYS"],
+        max_response_size=values["MAX_RESPONSE_SIZE"],
+        service_name=values["SERVICE_NAME"],
+        secret_key=values["SECRET_KEY"],
+        log_level=values["LOG_LEVEL"].upper(),
+        upstreams=read_upstreams(env),
+    )
+
+
+def mask_uri(uri: str) -> str:
+    """A connection string with its password replaced, for logs."""
+    parts = urlsplit(uri)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def describe(config: Config, environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """(name, value) pairs of the effective configuration, secrets masked."""
+    env = os.environ if environ is None else environ
+    rows = []
+    for setting in SETTINGS:
+        raw = env.get(setting.name, setting.default)
+        if setting.name == "MONGO_URI":
+            shown = mask_uri(raw) if raw else "(unset: embedded SQLite)"
+        elif setting.secret:
+            shown = "****" if raw else "(unset)"
+        else:
+            shown = raw
+        rows.append((setting.name, shown))
+    for name, url in sorted(config.upstreams.items()):
+        rows.append((UPSTREAM_PREFIX + name.upper(), url))
+    return rows

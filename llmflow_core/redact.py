@@ -1,0 +1,62 @@
+"""Secrets out and bodies capped, before a span exists. The one place the rules live."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDACTED = "[redacted]"
+
+# Request/response headers whose values are credentials. Matched case-insensitively.
+SECRET_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key",
+    "cookie", "set-cookie", "openai-organization", "openai-project", "x-llmflow-key",
+    "anthropic-admin-key", "x-auth-token",
+})
+# Any header whose name contains one of these words is treated as secret too.
+_SECRET_WORDS = re.compile(r"(api[-_]?key|secret|token|password|auth)", re.IGNORECASE)
+# Query parameters that carry credentials (Gemini takes ?key=).
+SECRET_QUERY_PARAMS = frozenset({"key", "api_key", "apikey", "access_token", "token", "auth"})
+# Credential-looking strings inside bodies or error messages (a provider echoing the key back).
+_KEY_PATTERNS = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}|"
+    r"gsk_[A-Za-z0-9]{16,}|Bearer\s+[A-Za-z0-9._\-]{8,})"
+)
+
+
+def is_secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in SECRET_HEADERS or bool(_SECRET_WORDS.search(lowered))
+
+
+def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers as a dict (lower-case names; repeated names joined by ', '), secrets replaced."""
+    result: dict[str, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        shown = REDACTED if is_secret_header(key) else value
+        result[key] = f"{result[key]}, {shown}" if key in result else shown
+    return result
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = [(k, REDACTED if k.lower() in SECRET_QUERY_PARAMS else v)
+             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    netloc = parts.netloc.rsplit("@", 1)[-1]  # never keep user:password@
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(pairs, safe="[]")))
+
+
+def redact_text(text: str) -> str:
+    """Key-shaped strings inside free text (error messages, echoed bodies) replaced."""
+    return _KEY_PATTERNS.sub(REDACTED, text)
+
+
+def cap(data: bytes, limit: int) -> tuple[bytes, bool]:
+    """The first ``limit`` bytes and whether anything was cut (limit 0 means no cap)."""
+    if limit and len(data) > limit:
+        return data[:limit], True
+    return data, False

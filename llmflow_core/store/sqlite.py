@@ -1,0 +1,256 @@
+"""The embedded store: one SQLite file in WAL mode, shared by the proxy and the dashboard.
+
+Each span is a row: the columns that lists, filters and charts need, plus the whole document
+as JSON. Times are INTEGER epoch milliseconds (SQLite has no datetime type; integers sort and
+range exactly like MongoDB's dates). One connection per thread; writers wait up to
+``busy_timeout`` for each other, readers never block writers (WAL).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from llmflow_core.spans import Span
+from llmflow_core.store.base import (
+    BUCKET_SECONDS, GROUP_FIELDS, Bucket, BucketRow, Page, SpanQuery, SpanStore, StoreError,
+    StoreStats, decode_cursor, encode_cursor,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    span_id TEXT NOT NULL UNIQUE,
+    trace_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    duration REAL NOT NULL,
+    status TEXT NOT NULL,
+    service TEXT,
+    provider TEXT,
+    model TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    total_tokens INTEGER,
+    cost REAL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ms DESC, span_id DESC);
+CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id, start_ms);
+CREATE INDEX IF NOT EXISTS spans_model ON spans (model, start_ms DESC);
+CREATE INDEX IF NOT EXISTS spans_provider ON spans (provider, start_ms DESC);
+CREATE INDEX IF NOT EXISTS spans_status ON spans (status, start_ms DESC);
+"""
+COLUMNS = ("span_id", "trace_id", "parent_span_id", "start_ms", "end_ms", "duration", "status",
+           "service", "provider", "model", "prompt_tokens", "completion_tokens", "total_tokens",
+           "cost", "doc")
+INSERT = f"INSERT OR IGNORE INTO spans ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def row_for(span: Span) -> tuple[Any, ...]:
+    attrs = span.attributes
+    return (
+        span.span_id, span.trace_id, span.parent_span_id, to_ms(span.start_time),
+        to_ms(span.end_time), span.duration, span.status.value, span.service,
+        attrs.get("provider"), attrs.get("model"), _int(attrs.get("prompt_tokens")),
+        _int(attrs.get("completion_tokens")), _int(attrs.get("total_tokens")),
+        _number(attrs.get("estimated_cost")), json.dumps(span.to_json(), ensure_ascii=False,
+                                                         default=str),
+    )
+
+
+def where(query: SpanQuery, *, with_cursor: bool = True) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def add(sql: str, *values: Any) -> None:
+        clauses.append(sql)
+        args.extend(values)
+
+    if query.since is not None:
+        add("start_ms >= ?", to_ms(query.since))
+    if query.until is not None:
+        add("start_ms < ?", to_ms(query.until))
+    for column in ("model", "provider", "service", "trace_id"):
+        value = getattr(query, column)
+        if value is not None:
+            add(f"{column} = ?", value)
+    if query.status is not None:
+        add("status = ?", query.status.value)
+    if query.min_tokens is not None:
+        add("total_tokens >= ?", query.min_tokens)
+    if query.max_tokens is not None:
+        add("total_tokens <= ?", query.max_tokens)
+    if query.min_cost is not None:
+        add("cost >= ?", query.min_cost)
+    if with_cursor and query.cursor:
+        millis, span_id = decode_cursor(query.cursor)
+        add("(start_ms < ? OR (start_ms = ? AND span_id < ?))", millis, millis, span_id)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+class SQLiteStore(SpanStore):
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        with self._guard():
+            conn = self._conn()
+            conn.executescript(SCHEMA)
+
+    # -- connections -------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect on a new file
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _guard(self):
+        return _Guard()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- contract ----------------------------------------------------------------------------
+    def write_batch(self, spans: Sequence[Span]) -> int:
+        if not spans:
+            return 0
+        rows = [row_for(span) for span in spans]
+        with self._guard():
+            conn = self._conn()
+            before = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(INSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return conn.total_changes - before
+
+    def _spans(self, sql: str, args: Sequence[Any]) -> list[Span]:
+        with self._guard():
+            rows = self._conn().execute(sql, args).fetchall()
+        return [Span.from_document(json.loads(row[0])) for row in rows]
+
+    def get_span(self, span_id: str) -> Span | None:
+        found = self._spans("SELECT doc FROM spans WHERE span_id = ?", (span_id,))
+        return found[0] if found else None
+
+    def get_trace(self, trace_id: str) -> list[Span]:
+        return self._spans("SELECT doc FROM spans WHERE trace_id = ? ORDER BY start_ms, span_id",
+                           (trace_id,))
+
+    def list_spans(self, query: SpanQuery) -> Page:
+        clause, args = where(query)
+        spans = self._spans(f"SELECT doc FROM spans{clause} ORDER BY start_ms DESC, span_id DESC "
+                            f"LIMIT ?", [*args, query.limit + 1])
+        more = len(spans) > query.limit
+        spans = spans[: query.limit]
+        last = spans[-1] if more else None
+        return Page(spans, encode_cursor(last.start_time, last.span_id) if last else None)
+
+    def iter_spans(self, query: SpanQuery) -> Iterator[Span]:
+        clause, args = where(query, with_cursor=False)
+        with self._guard():
+            # A connection of its own: the export may take a while and must not hold the
+            # thread's shared connection in a half-read statement.
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000)
+        try:
+            cursor = conn.execute(f"SELECT doc FROM spans{clause} ORDER BY start_ms DESC, "
+                                  f"span_id DESC", args)
+            for (doc,) in cursor:
+                yield Span.from_document(json.loads(doc))
+        finally:
+            conn.close()
+
+    def aggregate(self, query: SpanQuery, *, bucket: Bucket = "hour",
+                  group_by: str | None = None) -> list[BucketRow]:
+        if group_by is not None and group_by not in GROUP_FIELDS:
+            raise ValueError(f"cannot group by {group_by!r}")
+        size = BUCKET_SECONDS[bucket] * 1000
+        clause, args = where(query, with_cursor=False)
+        group = group_by or "NULL"
+        sql = (f"SELECT (start_ms / {size}) * {size} AS b, {group} AS g, COUNT(*), "
+               f"SUM(status = 'error'), COALESCE(SUM(prompt_tokens), 0), "
+               f"COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0), AVG(duration) "
+               f"FROM spans{clause} GROUP BY b, g ORDER BY b, g")
+        with self._guard():
+            rows = self._conn().execute(sql, args).fetchall()
+        return [BucketRow(from_ms(b), g, n, int(e or 0), int(p), int(c), float(cost), avg)
+                for b, g, n, e, p, c, cost, avg in rows]
+
+    def prune(self, before: datetime) -> int:
+        with self._guard():
+            conn = self._conn()
+            deleted = conn.execute("DELETE FROM spans WHERE start_ms < ?", (to_ms(before),)).rowcount
+            conn.execute("PRAGMA incremental_vacuum")
+            return deleted
+
+    def stats(self) -> StoreStats:
+        with self._guard():
+            conn = self._conn()
+            count, oldest, newest = conn.execute(
+                "SELECT COUNT(*), MIN(start_ms), MAX(start_ms) FROM spans").fetchone()
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return StoreStats(count, from_ms(oldest) if oldest is not None else None,
+                          from_ms(newest) if newest is not None else None, pages * page_size,
+                          {"path": self.path})
+
+    def ping(self) -> None:
+        with self._guard():
+            self._conn().execute("SELECT 1").fetchone()
+
+
+class _Guard:
+    """Turns sqlite3 errors into StoreError, so callers handle one exception type."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None and isinstance(exc, sqlite3.Error):
+            raise StoreError(f"sqlite: {exc}") from exc
+        return False
