@@ -101,6 +101,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_KEY", "", "Django secret key. Empty: one is generated once and kept in "
             "LLMFLOW_DATA_DIR.", secret=True),
     Setting("LOG_LEVEL", "INFO", "Log level of the proxy and the dashboard."),
+    Setting("ALLOWED_HOSTS", "*", "Dashboard host names, comma-separated (Django ALLOWED_HOSTS)."),
+    Setting("CSRF_TRUSTED_ORIGINS", "", "Origins allowed to post forms when the dashboard is behind "
+            "an HTTPS reverse proxy, comma-separated (e.g. https://llmflow.example.com)."),
+    Setting("SECURE_PROXY_SSL_HEADER", "", "Set to X-Forwarded-Proto when a reverse proxy "
+            "terminates HTTPS: cookies then get the Secure flag."),
+    Setting("SESSION_HOURS", "12", "Dashboard logins expire after this many hours.",
+            parse_positive_int),
+    Setting("DEBUG", "false", "Django debug pages. Never in production.", parse_bool),
 )
 
 # Built-in upstreams. UPSTREAM_<NAME>=<base URL> overrides one or defines a new route /<name>/...
@@ -134,6 +142,11 @@ class Config:
     service_name: str
     secret_key: str
     log_level: str
+    allowed_hosts: tuple[str, ...]
+    csrf_trusted_origins: tuple[str, ...]
+    secure_proxy_ssl_header: str
+    session_hours: int
+    debug: bool
     upstreams: Mapping[str, str]
 
     @property
@@ -160,6 +173,10 @@ def read_upstreams(environ: Mapping[str, str]) -> dict[str, str]:
     return upstreams
 
 
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def load(environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     values = {setting.name: setting.read(env) for setting in SETTINGS}
@@ -176,6 +193,11 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         service_name=values["SERVICE_NAME"],
         secret_key=values["SECRET_KEY"],
         log_level=values["LOG_LEVEL"].upper(),
+        allowed_hosts=_split(values["ALLOWED_HOSTS"]),
+        csrf_trusted_origins=_split(values["CSRF_TRUSTED_ORIGINS"]),
+        secure_proxy_ssl_header=values["SECURE_PROXY_SSL_HEADER"].strip(),
+        session_hours=values["SESSION_HOURS"],
+        debug=values["DEBUG"],
         upstreams=read_upstreams(env),
     )
 

@@ -1,0 +1,1 @@
+"""LLMFlow's Django dashboard: reads spans through the llmflow_core store contract."""

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from llmflow_dashboard.views import api, pages
+
+urlpatterns = [
+    path("", pages.traces, name="traces"),
+    path("login", pages.login, name="login"),
+    path("logout", pages.logout, name="logout"),
+    path("traces/rows", pages.new_rows, name="trace-rows"),
+    path("traces/<str:trace_id>", pages.trace, name="trace"),
+    path("healthz", api.healthz, name="healthz"),
+    path("api/spans", api.spans, name="api-spans"),
+    path("api/spans/<str:span_id>", api.span, name="api-span"),
+    path("api/traces/<str:trace_id>", api.trace, name="api-trace"),
+]

@@ -1,0 +1,62 @@
+"""JSON API: thin views over the store contract (login session or HTTP Basic required)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from llmflow_core.spans import TRACE_ID_RE
+from llmflow_core.store import BadCursor, StoreError
+from llmflow_dashboard.queries import QueryError, query_from_params
+from llmflow_dashboard.repository import store
+
+
+def _error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+@require_GET
+def spans(request: HttpRequest) -> JsonResponse:
+    try:
+        page = store().list_spans(query_from_params(request.GET))
+    except (QueryError, BadCursor, ValueError) as exc:
+        return _error(str(exc), 400)
+    except StoreError as exc:
+        return _error(f"store unavailable: {exc}", 503)
+    return JsonResponse({"spans": [span.to_json() for span in page.spans], "next": page.next})
+
+
+@require_GET
+def span(request: HttpRequest, span_id: str) -> JsonResponse:
+    try:
+        found = store().get_span(span_id)
+    except StoreError as exc:
+        return _error(f"store unavailable: {exc}", 503)
+    if found is None:
+        return _error("no such span", 404)
+    return JsonResponse(found.to_json())
+
+
+@require_GET
+def trace(request: HttpRequest, trace_id: str) -> JsonResponse:
+    if not TRACE_ID_RE.match(trace_id):
+        return _error("a trace id is 32 lowercase hex digits", 400)
+    try:
+        found = store().get_trace(trace_id)
+    except StoreError as exc:
+        return _error(f"store unavailable: {exc}", 503)
+    if not found:
+        return _error("no such trace", 404)
+    return JsonResponse({"traceId": trace_id, "spans": [s.to_json() for s in found]})
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Unauthenticated liveness and store check, for Docker and load balancers."""
+    current = store()
+    try:
+        current.ping()
+    except StoreError as exc:
+        return JsonResponse({"status": "error", "store": current.name, "error": str(exc)},
+                            status=503)
+    return JsonResponse({"status": "ok", "store": current.name})
