@@ -9,11 +9,11 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from llmflow_core.providers import openai
+from llmflow_core.providers import anthropic, gemini, ollama, openai
 from llmflow_core.providers.base import ParsedCall
 
 # Route name -> parser module. Any route not listed speaks the OpenAI-compatible format.
-PARSERS: dict[str, ModuleType] = {}
+PARSERS: dict[str, ModuleType] = {"anthropic": anthropic, "gemini": gemini, "ollama": ollama}
 DEFAULT_PARSER = openai
 
 

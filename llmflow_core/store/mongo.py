@@ -19,6 +19,7 @@ from llmflow_core.store.base import (
 )
 
 DUPLICATE_KEY = 11000
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TTL_INDEX = "spans_ttl"
 GROUP_PATHS = {"model": "$attributes.model", "provider": "$attributes.provider",
                "status": "$status", "service": "$service"}
@@ -185,7 +186,8 @@ class MongoStore(SpanStore):
         if group_by is not None and group_by not in GROUP_FIELDS:
             raise ValueError(f"cannot group by {group_by!r}")
         size = BUCKET_SECONDS[bucket] * 1000
-        millis = {"$toLong": "$startTime"}
+        # date - epoch = milliseconds (MongoDB semantics; also what mongomock implements)
+        millis = {"$subtract": ["$startTime", EPOCH]}
         pipeline = [
             {"$match": mongo_filter(query, with_cursor=False)},
             {"$group": {
@@ -221,8 +223,8 @@ class MongoStore(SpanStore):
             first = list(self.spans.find({}, {"startTime": 1}, sort=[("startTime", 1)], limit=1))
             last = list(self.spans.find({}, {"startTime": 1}, sort=[("startTime", -1)], limit=1))
             try:
-                size = int(self.db.command("collStats", self.spans.name).get("storageSize", 0))
-            except (OperationFailure, NotImplementedError):
+                size = int(self.db.command({"collStats": self.spans.name}).get("storageSize", 0))
+            except (OperationFailure, NotImplementedError, TypeError):
                 size = None
         except PyMongoError as exc:
             raise StoreError(f"mongo: {exc}") from exc

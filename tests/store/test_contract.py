@@ -1,0 +1,153 @@
+"""The storage contract, run against every backend: SQLite, mongomock and a real MongoDB-wire
+server (SecantusDB). A backend is correct when this whole module passes for it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from llmflow_core.spans import SpanStatus
+from llmflow_core.store import BadCursor, SpanQuery
+from tests.support.factories import T0, make_span
+
+
+def test_write_then_read_back_the_same_span(store):
+    span = make_span(temperature=0.2, custom={"team": "a"})
+    assert store.write_batch([span]) == 1
+    got = store.get_span(span.span_id)
+    assert got == span
+    assert got.start_time.tzinfo is not None
+
+
+def test_writes_are_idempotent_by_span_id(store):
+    spans = [make_span(start=T0 + timedelta(seconds=i)) for i in range(3)]
+    assert store.write_batch(spans) == 3
+    assert store.write_batch(spans[1:] + [make_span()]) == 1
+    assert store.stats().spans == 4
+
+
+def test_empty_batch_and_missing_span(store):
+    assert store.write_batch([]) == 0
+    assert store.get_span("0123456789abcdef") is None
+    assert store.get_trace("0" * 31 + "1") == []
+
+
+def test_trace_returns_all_its_spans_oldest_first(store):
+    root = make_span(start=T0, duration_ms=1000)
+    child_b = make_span(start=T0 + timedelta(milliseconds=600), trace_id=root.trace_id, parent=root.span_id)
+    child_a = make_span(start=T0 + timedelta(milliseconds=100), trace_id=root.trace_id, parent=root.span_id)
+    store.write_batch([child_b, root, child_a, make_span()])
+    assert [s.span_id for s in store.get_trace(root.trace_id)] == [root.span_id, child_a.span_id, child_b.span_id]
+
+
+def test_list_is_newest_first_with_cursor_paging(store):
+    spans = [make_span(start=T0 + timedelta(seconds=i)) for i in range(7)]
+    # two spans in the same millisecond: the cursor must still not skip or repeat one
+    twin = make_span(start=spans[3].start_time)
+    store.write_batch(spans + [twin])
+    seen = []
+    cursor = None
+    pages = 0
+    while True:
+        page = store.list_spans(SpanQuery(limit=3, cursor=cursor))
+        seen.extend(page.spans)
+        pages += 1
+        cursor = page.next
+        if cursor is None:
+            break
+    assert pages == 3
+    assert len(seen) == 8 and len({s.span_id for s in seen}) == 8
+    starts = [s.start_time for s in seen]
+    assert starts == sorted(starts, reverse=True)
+
+
+def test_filters(store):
+    store.write_batch([
+        make_span(start=T0, model="gpt-4o", provider="openai", prompt_tokens=100, completion_tokens=50, cost=0.01),
+        make_span(start=T0 + timedelta(minutes=1), model="claude-3-5-haiku", provider="anthropic", status="error"),
+        make_span(start=T0 + timedelta(minutes=2), model="gpt-4o", provider="openai", status="cancelled",
+                  prompt_tokens=None, completion_tokens=None, cost=None),
+        make_span(start=T0 + timedelta(hours=2), model="llama3", provider="ollama", service="batch"),
+    ])
+
+    def ids(**filters):
+        return [s.attributes["model"] for s in store.list_spans(SpanQuery(**filters)).spans]
+
+    assert ids(model="gpt-4o") == ["gpt-4o", "gpt-4o"]
+    assert ids(provider="anthropic") == ["claude-3-5-haiku"]
+    assert ids(status=SpanStatus.ERROR) == ["claude-3-5-haiku"]
+    assert ids(status="cancelled") == ["gpt-4o"]
+    assert ids(since=T0 + timedelta(minutes=1), until=T0 + timedelta(hours=1)) == ["gpt-4o", "claude-3-5-haiku"]
+    assert ids(min_tokens=100) == ["gpt-4o"]
+    assert ids(max_tokens=20) == ["llama3", "claude-3-5-haiku"]
+    assert ids(min_cost=0.005) == ["gpt-4o"]
+    assert ids(service="batch") == ["llama3"]
+
+
+def test_iter_spans_streams_everything_matching(store):
+    store.write_batch([make_span(start=T0 + timedelta(seconds=i), model="m1" if i % 2 else "m2") for i in range(25)])
+    got = list(store.iter_spans(SpanQuery(model="m1", limit=5)))
+    assert len(got) == 12
+    assert got[0].start_time > got[-1].start_time
+
+
+def test_aggregate_by_hour_and_by_model(store):
+    store.write_batch([
+        make_span(start=T0, prompt_tokens=10, completion_tokens=1, cost=0.5, duration_ms=100),
+        make_span(start=T0 + timedelta(minutes=30), prompt_tokens=20, completion_tokens=2, cost=0.25,
+                  duration_ms=300, status="error"),
+        make_span(start=T0 + timedelta(hours=1, minutes=5), model="gpt-4o", prompt_tokens=5,
+                  completion_tokens=5, cost=None, duration_ms=50),
+    ])
+    rows = store.aggregate(SpanQuery(), bucket="hour")
+    assert [(r.start, r.requests, r.errors, r.prompt_tokens, r.completion_tokens) for r in rows] == [
+        (T0, 2, 1, 30, 3), (T0 + timedelta(hours=1), 1, 0, 5, 5)]
+    assert rows[0].cost == pytest.approx(0.75)
+    assert rows[0].avg_duration == pytest.approx(200)
+    assert rows[1].cost == 0
+    by_model = store.aggregate(SpanQuery(), bucket="day", group_by="model")
+    assert {(r.group, r.requests) for r in by_model} == {("gpt-4o-mini", 2), ("gpt-4o", 1)}
+    with pytest.raises(ValueError):
+        store.aggregate(SpanQuery(), group_by="prompt")
+
+
+def test_prune_deletes_only_older_spans(store):
+    store.write_batch([make_span(start=T0 - timedelta(days=d)) for d in (0, 10, 40, 41)])
+    assert store.prune(T0 - timedelta(days=30)) == 2
+    stats = store.stats()
+    assert stats.spans == 2
+    assert stats.oldest == T0 - timedelta(days=10)
+    assert stats.newest == T0
+
+
+def test_bad_cursor_is_a_clear_error(store):
+    with pytest.raises(BadCursor):
+        store.list_spans(SpanQuery(cursor="not-a-cursor"))
+
+
+def test_ping(store):
+    store.ping()
+
+
+def test_concurrent_writers_lose_and_duplicate_nothing(store):
+    spans = [make_span(start=T0 + timedelta(milliseconds=i)) for i in range(200)]
+    errors = []
+
+    def write(chunk):
+        try:
+            for i in range(0, len(chunk), 20):
+                store.write_batch(chunk[i:i + 20])
+        except Exception as exc:  # pragma: no cover - surfaced below
+            errors.append(exc)
+
+    # two writers, overlapping halves: every span written at least once, some twice
+    threads = [threading.Thread(target=write, args=(spans[:120],)),
+               threading.Thread(target=write, args=(spans[80:],))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert store.stats().spans == 200
