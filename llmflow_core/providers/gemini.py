@@ -117,7 +117,7 @@ def _content(raw: Any) -> Any:
 def _messages(data: dict[str, Any]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     system = data.get("systemInstruction", data.get("system_instruction"))
-    if system:
+    if isinstance(system, (str, dict)) and system:  # Content, or a bare string in some SDKs
         messages.append({"role": "system", "content": _content(system)})
     contents = data.get("contents")
     if isinstance(contents, (str, dict)):  # the SDKs allow one content; REST wants a list
@@ -170,8 +170,9 @@ def _add_response(doc: Any, call: ParsedCall, slots: dict[int, dict[str, Any]],
         call.output["blocked"] = block
         call.finish_reason, call.finish_reason_raw = "content_filter", block
     carried = False
-    for position, raw in enumerate(as_list(doc.get("candidates"))):
-        candidate = as_dict(raw)
+    for position, candidate in enumerate(as_list(doc.get("candidates"))):
+        if not isinstance(candidate, dict):
+            continue
         index = as_int(candidate.get("index"))
         slot = _candidate_slot(slots, position if index is None else index)
         for raw_part in as_list(as_dict(candidate.get("content")).get("parts")):
