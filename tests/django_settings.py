@@ -10,3 +10,6 @@ for _key in list(os.environ):
 os.environ["LLMFLOW_DATA_DIR"] = tempfile.mkdtemp(prefix="llmflow-test-")
 
 from llmflow_dashboard.settings import *  # noqa: E402,F401,F403
+
+# In-process tests render templates without running collectstatic first.
+STORAGES = {"staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}

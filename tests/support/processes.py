@@ -97,7 +97,15 @@ def start_proxy(data_dir: Path, log_dir: Path, **env: Any) -> Service:
                   llmflow_env(data_dir, PROXY_PORT=port, **env), port, log_dir)
 
 
+def ensure_static_collected() -> None:
+    """gunicorn serves static files through whitenoise's manifest: build it if missing."""
+    if not (ROOT / "staticfiles" / "staticfiles.json").exists():
+        subprocess.run([str(RUNTIME_PYTHON), "manage.py", "collectstatic", "--noinput", "-v0"],
+                       cwd=ROOT, check=True, env=llmflow_env(ROOT / "data"))
+
+
 def start_dashboard(data_dir: Path, log_dir: Path, **env: Any) -> Service:
+    ensure_static_collected()
     port = int(env.pop("PORT", 0)) or free_port()
     return _spawn("dashboard", [str(RUNTIME_PYTHON), "-m", "gunicorn", "llmflow_dashboard.wsgi",
                                 "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"],

@@ -1,0 +1,57 @@
+# LLMFlow. `make run` starts the proxy and the dashboard; `make test` runs the whole suite.
+# Both install what they need on a fresh Debian/Ubuntu machine (Python 3.11, Node 20) and do
+# nothing again when nothing changed (stamp files in .stamps/).
+
+PYTHON ?= python3
+VENV   := .venv
+TVENV  := .venv-test
+STAMPS := .stamps
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STATIC_SOURCES := $(shell find llmflow_dashboard/static llmflow_dashboard/templates -type f 2>/dev/null)
+PYTEST_ARGS ?=
+
+.PHONY: run test assets runtime clean help
+
+help:
+	@echo "make run    - install (first time) and run the proxy (:8080) and dashboard (:3000)"
+	@echo "make test   - install (first time) and run the whole test suite"
+	@echo "make clean  - remove virtualenvs, built assets and stamps (keeps ./data)"
+
+run: runtime assets
+	$(VENV)/bin/python manage.py run
+
+test: runtime assets $(STAMPS)/test-env $(STAMPS)/chromium
+	$(TVENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+runtime: $(STAMPS)/runtime
+assets: $(STAMPS)/assets
+
+$(STAMPS)/runtime: requirements/core.txt requirements/proxy.txt requirements/web.txt requirements/dev.txt
+	@mkdir -p $(STAMPS)
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements/dev.txt
+	@touch $@
+
+# The test runner's own environment: current provider SDKs cannot share one with mitmproxy 11.
+$(STAMPS)/test-env: requirements/core.txt requirements/web.txt requirements/test.txt
+	@mkdir -p $(STAMPS)
+	[ -x $(TVENV)/bin/python ] || $(PYTHON) -m venv $(TVENV)
+	$(TVENV)/bin/pip install -q --disable-pip-version-check -r requirements/test.txt
+	@touch $@
+
+# Front-end libraries from npm (lockfile), copied into static/vendor, then collected for whitenoise.
+$(STAMPS)/assets: package.json package-lock.json $(STATIC_SOURCES) $(STAMPS)/runtime
+	@mkdir -p $(STAMPS) llmflow_dashboard/static/vendor
+	npm ci --no-audit --no-fund --loglevel=error
+	cp node_modules/chart.js/dist/chart.umd.min.js llmflow_dashboard/static/vendor/chart.umd.min.js
+	$(VENV)/bin/python manage.py collectstatic --noinput -v0
+	@touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; it cannot download its own).
+$(STAMPS)/chromium:
+	@mkdir -p $(STAMPS)
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+	@touch $@
+
+clean:
+	rm -rf $(VENV) $(TVENV) $(STAMPS) node_modules staticfiles llmflow_dashboard/static/vendor
