@@ -105,8 +105,9 @@ def waterfall(spans: list[Span]) -> tuple[list[Bar], float]:
     if not spans:
         return [], 0.0
     start = min(s.start_time for s in spans)
-    end = max(s.end_time for s in spans)
-    total_ms = max((end - start).total_seconds() * 1000, 1.0)
+    # Times are kept to the millisecond, durations more precisely: the axis spans both.
+    total_ms = max(max((s.start_time - start).total_seconds() * 1000 + max(s.duration, 0.0)
+                       for s in spans), 1.0)
     by_parent: dict[str | None, list[Span]] = {}
     ids = {s.span_id for s in spans}
     for span in spans:
