@@ -40,7 +40,7 @@ ATTRIBUTES: dict[str, str] = {
     "model": "model that answered (the response's model, else the requested one)",
     "request_model": "model the caller asked for",
     "response_model": "model the provider reported",
-    "endpoint": "kind of call: chat, completions, responses, embeddings, messages, generate, http",
+    "endpoint": "kind of call: chat, completions, responses, embeddings, messages, generate_content, generate, http",
     "temperature": "sampling temperature requested",
     "max_tokens": "output token limit requested (any of the providers' names for it)",
     "top_p": "nucleus sampling parameter requested",

@@ -14,6 +14,9 @@ STOP_REASONS = {
     "max_tokens": "length", "model_context_window_exceeded": "length",
     "tool_use": "tool_calls", "refusal": "content_filter",
 }
+# content_block_delta type -> (field carrying the piece, block buffer it goes to)
+DELTAS = {"text_delta": ("text", "text"), "thinking_delta": ("thinking", "thinking"),
+          "input_json_delta": ("partial_json", "json")}
 
 
 def normalise_finish(raw: Any) -> str | None:
@@ -114,26 +117,22 @@ def _parse_whole(response: bytes, status: int | None, call: ParsedCall) -> None:
 
 
 def _new_block(start: dict[str, Any]) -> dict[str, Any]:
+    """A block being streamed; pieces are kept in lists and joined once (no quadratic +=)."""
     block = as_dict(start.get("content_block"))
     return {"type": as_str(block.get("type")), "id": as_str(block.get("id")),
             "name": as_str(block.get("name")), "input": block.get("input"),
-            "text": as_str(block.get("text")) or "", "thinking": as_str(block.get("thinking")) or "",
-            "json": ""}
+            "text": [as_str(block.get("text")) or ""], "thinking": [as_str(block.get("thinking")) or ""],
+            "json": []}
 
 
 def _apply_delta(slot: dict[str, Any], delta: dict[str, Any]) -> bool:
     """Adds one ``content_block_delta`` to its block; True when it carried output."""
-    kind = delta.get("type")
-    if kind == "text_delta" and isinstance(delta.get("text"), str):
-        slot["text"] += delta["text"]
-        return bool(delta["text"])
-    if kind == "thinking_delta" and isinstance(delta.get("thinking"), str):
-        slot["thinking"] += delta["thinking"]
-        return bool(delta["thinking"])
-    if kind == "input_json_delta" and isinstance(delta.get("partial_json"), str):
-        slot["json"] += delta["partial_json"]
-        return bool(delta["partial_json"])
-    return False  # signature_delta, citations_delta: nothing to show
+    field, buffer = DELTAS.get(as_str(delta.get("type")) or "", (None, None))
+    piece = delta.get(field) if field else None
+    if not isinstance(piece, str):
+        return False  # signature_delta, citations_delta: nothing to show
+    slot[buffer].append(piece)
+    return bool(piece)
 
 
 def _parse_stream(response: bytes, status: int | None, call: ParsedCall) -> None:
@@ -155,7 +154,7 @@ def _parse_stream(response: bytes, status: int | None, call: ParsedCall) -> None
             index = as_int(payload.get("index")) or 0
             slot = blocks[index] = _new_block(payload)
             # A tool call's start names the tool: that is the first output the client sees.
-            if call.first_token_offset is None and (slot["type"] == "tool_use" or slot["text"]):
+            if call.first_token_offset is None and (slot["type"] == "tool_use" or slot["text"][0]):
                 call.first_token_offset = event.offset
         elif kind == "content_block_delta":
             index = as_int(payload.get("index")) or 0
@@ -171,15 +170,16 @@ def _parse_stream(response: bytes, status: int | None, call: ParsedCall) -> None
     texts, tools, thinking = [], [], []
     for index in sorted(blocks):
         slot = blocks[index]
+        text, reasoning, json_text = ("".join(slot[k]) for k in ("text", "thinking", "json"))
         if slot["type"] == "tool_use":
             # Arguments stream as JSON fragments; a truncated stream keeps the partial text.
-            arguments = parse_arguments(slot["json"]) if slot["json"] else slot["input"]
+            arguments = parse_arguments(json_text) if json_text else slot["input"]
             tools.append({"id": slot["id"], "name": slot["name"], "arguments": arguments})
-        elif slot["type"] == "thinking" or slot["thinking"]:
-            thinking.append(slot["thinking"])
-        elif slot["text"]:
-            texts.append(slot["text"])
-    _set_output(call, texts, tools, [t for t in thinking if t], stop_reason)
+        elif reasoning:
+            thinking.append(reasoning)
+        elif text:
+            texts.append(text)
+    _set_output(call, texts, tools, thinking, stop_reason)
     if call.error is not None and call.finish_reason is None and call.events > 1:  # mid-stream
         call.finish_reason, call.finish_reason_raw = "error", as_str(call.error.get("type"))
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from llmflow_core.providers.base import (
     ParsedCall, Usage, as_dict, as_int, as_list, as_str, iter_sse, loads,
@@ -149,7 +150,8 @@ def _parameters(data: dict[str, Any], stream: bool) -> dict[str, Any]:
 
 
 def _candidate_slot(slots: dict[int, dict[str, Any]], index: int) -> dict[str, Any]:
-    return slots.setdefault(index, {"index": index, "text": "", "reasoning": "",
+    # Text pieces are kept in lists and joined once: no quadratic += on long streams.
+    return slots.setdefault(index, {"index": index, "text": [], "reasoning": [],
                                     "tool_calls": [], "finish_reason": None})
 
 
@@ -166,8 +168,7 @@ def _add_response(doc: Any, call: ParsedCall, slots: dict[int, dict[str, Any]],
     if isinstance(doc.get("usageMetadata"), dict):
         call.usage = usage_from(doc["usageMetadata"])  # each is the running total: last wins
     block = as_str(as_dict(doc.get("promptFeedback")).get("blockReason"))
-    if block:
-        call.output["blocked"] = block
+    if block:  # the prompt itself was refused: no candidates follow
         call.finish_reason, call.finish_reason_raw = "content_filter", block
     carried = False
     for position, candidate in enumerate(as_list(doc.get("candidates"))):
@@ -184,7 +185,7 @@ def _add_response(doc: Any, call: ParsedCall, slots: dict[int, dict[str, Any]],
                                            "arguments": call_part.get("args")})
                 carried = True
             elif isinstance(part.get("text"), str) and part["text"]:
-                slot["reasoning" if part.get("thought") is True else "text"] += part["text"]
+                slot["reasoning" if part.get("thought") is True else "text"].append(part["text"])
                 carried = True
         if isinstance(candidate.get("finishReason"), str):
             slot["finish_reason"] = candidate["finishReason"]
@@ -194,7 +195,8 @@ def _add_response(doc: Any, call: ParsedCall, slots: dict[int, dict[str, Any]],
 def _set_output(call: ParsedCall, slots: dict[int, dict[str, Any]]) -> None:
     if not slots:
         return
-    choices = [slots[i] for i in sorted(slots)]
+    choices = [{**slots[i], "text": "".join(slots[i]["text"]),
+                "reasoning": "".join(slots[i]["reasoning"])} for i in sorted(slots)]
     first = choices[0]
     for key in ("text", "reasoning", "tool_calls"):
         if first[key]:

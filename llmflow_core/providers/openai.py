@@ -60,8 +60,11 @@ def error_from(body: Any, status: int | None) -> dict[str, Any] | None:
     return None
 
 
-def _tool_calls(raw: Any) -> list[dict[str, Any]]:
+def _tool_calls(raw: Any, legacy: Any = None) -> list[dict[str, Any]]:
     calls = []
+    if isinstance(legacy, dict):  # the pre-tools ``function_call`` field
+        calls.append({"id": None, "name": legacy.get("name"),
+                      "arguments": parse_arguments(legacy.get("arguments"))})
     for call in as_list(raw):
         fn = as_dict(as_dict(call).get("function"))
         calls.append({"id": as_dict(call).get("id"), "name": fn.get("name"),
@@ -98,7 +101,7 @@ def parse_chat(request_body: Any, response: bytes, status: int | None, streamed:
                 "text": message.get("content"),
                 "refusal": message.get("refusal"),
                 "reasoning": message.get("reasoning_content") or message.get("reasoning"),
-                "tool_calls": _tool_calls(message.get("tool_calls")),
+                "tool_calls": _tool_calls(message.get("tool_calls"), message.get("function_call")),
                 "finish_reason": as_dict(choice).get("finish_reason"),
             })
         _set_output(call, choices)
@@ -137,8 +140,9 @@ def _chat_stream(body: bytes, call: ParsedCall, status: int | None) -> None:
         for raw_choice in as_list(chunk.get("choices")):
             choice = as_dict(raw_choice)
             index = as_int(choice.get("index")) or 0
-            slot = choices.setdefault(index, {"index": index, "text": "", "reasoning": "",
-                                              "refusal": "", "tools": {}, "finish_reason": None})
+            # Pieces are collected in lists and joined once: += on long streams is quadratic.
+            slot = choices.setdefault(index, {"index": index, "text": [], "reasoning": [],
+                                              "refusal": [], "tools": {}, "finish_reason": None})
             delta = as_dict(choice.get("delta"))
             if "text" in choice and isinstance(choice.get("text"), str):  # legacy completions
                 delta = {"content": choice["text"]}
@@ -146,18 +150,21 @@ def _chat_stream(body: bytes, call: ParsedCall, status: int | None) -> None:
                                 ("reasoning", "reasoning"), ("refusal", "refusal")):
                 piece = delta.get(key)
                 if isinstance(piece, str) and piece:
-                    slot[target] += piece
+                    slot[target].append(piece)
                     if call.first_token_offset is None:
                         call.first_token_offset = event.offset
-            for tool in as_list(delta.get("tool_calls")):
+            tools = as_list(delta.get("tool_calls"))
+            if isinstance(delta.get("function_call"), dict):  # pre-tools streaming shape
+                tools = [{"index": 0, "function": delta["function_call"]}]
+            for tool in tools:
                 tool = as_dict(tool)
                 tindex = as_int(tool.get("index")) or 0
-                entry = slot["tools"].setdefault(tindex, {"id": None, "name": None, "arguments": ""})
+                entry = slot["tools"].setdefault(tindex, {"id": None, "name": None, "arguments": []})
                 fn = as_dict(tool.get("function"))
                 entry["id"] = tool.get("id") or entry["id"]
                 entry["name"] = fn.get("name") or entry["name"]
                 if isinstance(fn.get("arguments"), str):
-                    entry["arguments"] += fn["arguments"]
+                    entry["arguments"].append(fn["arguments"])
                 if call.first_token_offset is None:
                     call.first_token_offset = event.offset
             if choice.get("finish_reason"):
@@ -165,10 +172,14 @@ def _chat_stream(body: bytes, call: ParsedCall, status: int | None) -> None:
     assembled = []
     for index in sorted(choices):
         slot = choices[index]
-        tools = [{"id": t["id"], "name": t["name"], "arguments": parse_arguments(t["arguments"])}
+        tools = [{"id": t["id"], "name": t["name"],
+                  "arguments": parse_arguments("".join(t["arguments"]))}
                  for _, t in sorted(slot.pop("tools").items())]
-        assembled.append({**{k: (v or None) for k, v in slot.items() if k != "index"},
-                          "index": index, "tool_calls": tools})
+        assembled.append({"text": "".join(slot["text"]) or None,
+                          "reasoning": "".join(slot["reasoning"]) or None,
+                          "refusal": "".join(slot["refusal"]) or None,
+                          "finish_reason": slot["finish_reason"], "index": index,
+                          "tool_calls": tools})
     _set_output(call, assembled)
 
 
@@ -200,7 +211,8 @@ def parse_embeddings(request_body: Any, response: bytes, status: int | None, str
     call.messages = [{"role": "input", "content": inputs}] if inputs is not None else None
     doc = loads(response)
     call.error = error_from(doc, status)
-    doc = as_dict(doc)
+    if not isinstance(doc, dict):  # not JSON (an HTML 502, say): capture keeps the raw text
+        return call
     call.response_model = as_str(doc.get("model"))
     call.usage = usage_from(doc.get("usage"))
     vectors = as_list(doc.get("data"))

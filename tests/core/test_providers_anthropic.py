@@ -253,7 +253,8 @@ def test_truncated_stream_keeps_what_arrived() -> None:
     assert call.events == 5
 
 
-@pytest.mark.parametrize("body", [b"", b"{not json", b"\x00\xff\xfe", b"[1, 2]", b"null", b"<html>502</html>"])
+@pytest.mark.parametrize("body", [b"", b"{not json", b"\x00\xff\xfe", b"[1, 2]", b"null",
+                                  b"<html>502</html>"])
 def test_malformed_non_stream_body(body: bytes) -> None:
     call = anthropic.parse(PATH, REQUEST, body, 502, False)
     assert call is not None
@@ -284,7 +285,8 @@ def test_wrong_types_never_raise() -> None:
     call = anthropic.parse(PATH, {"model": None, "system": 5, "messages": "hi"}, body, 200, False)
     assert call.messages == []
     assert call.output == {"tool_calls": [{"id": None, "name": None, "arguments": "raw"}]}
-    assert (call.usage.prompt_tokens, call.usage.completion_tokens, call.usage.total_tokens) == (None, 4, None)
+    usage = call.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (None, 4, None)
 
     stream = sse(("message_start", {"type": "message_start", "message": "oops"}),
                  ("content_block_start", {"type": "content_block_start", "index": "x",

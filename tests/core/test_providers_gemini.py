@@ -141,7 +141,7 @@ def test_prompt_feedback_block() -> None:
            "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9}, "modelVersion": "gemini-2.5-pro"}
     call = gemini.parse(GENERATE, REQUEST, body(doc), 200, False)
     assert (call.finish_reason, call.finish_reason_raw) == ("content_filter", "PROHIBITED_CONTENT")
-    assert call.output == {"blocked": "PROHIBITED_CONTENT"}
+    assert call.output == {} and call.response_model == "gemini-2.5-pro"
 
 
 def test_sse_stream_text_with_thoughts_last_usage_wins() -> None:

@@ -89,9 +89,8 @@ def test_chat_stream_thinking_first() -> None:
 
 def test_chat_stream_tool_calls() -> None:
     tool = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
-    body = ndjson(chat_line("", tool_calls=[tool]),
-                  chat_line("", tool_calls=[{"id": "call_2", "function": {"index": 1, "name": "get_time",
-                                                                          "arguments": "{\"tz\": \"CET\"}"}}]),
+    second = {"id": "call_2", "function": {"index": 1, "name": "get_time", "arguments": '{"tz": "CET"}'}}
+    body = ndjson(chat_line("", tool_calls=[tool]), chat_line("", tool_calls=[second]),
                   chat_line("", done=True, **done_fields()))
     tools = [{"type": "function", "function": {"name": "get_weather"}}]
     call = ollama.parse(CHAT, {"model": "llama3.1", "tools": tools, "messages": []}, body, 200, True)
@@ -200,7 +199,8 @@ def test_wrong_types_never_raise() -> None:
     assert call.parameters == {"stream": True}
     assert call.output == {"text": "ok"}
     assert call.finish_reason is None and call.response_model is None
-    assert (call.usage.prompt_tokens, call.usage.completion_tokens, call.usage.total_tokens) == (None, 4, None)
+    usage = call.usage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (None, 4, None)
     call = ollama.parse(GENERATE, "not a dict", b'{"response": ["x"], "done": true}', 200, False)
     assert call.output == {} and call.messages == []
 
@@ -238,7 +238,8 @@ def test_legacy_embeddings_and_garbage() -> None:
 def test_openai_compatible_paths_fall_back_to_openai() -> None:
     chat = json.dumps({"model": "qwen3:0.6b", "choices": [{"index": 0, "finish_reason": "stop",
                                                            "message": {"content": "Paris"}}],
-                       "usage": {"prompt_tokens": 136, "completion_tokens": 15, "total_tokens": 151}}).encode()
+                       "usage": {"prompt_tokens": 136, "completion_tokens": 15,
+                                 "total_tokens": 151}}).encode()
     assert ollama.parse("/v1/chat/completions", {"model": "qwen3:0.6b"}, chat, 200, False) is None
     assert ollama.parse("/api/tags", None, b"{}", 200, False) is None
     assert providers.PARSERS["ollama"] is ollama

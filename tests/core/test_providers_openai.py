@@ -123,3 +123,22 @@ def test_garbage_never_raises():
             for path in ("/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/v1/completions"):
                 openai.parse(path, {"messages": "wrong type", "model": 5}, body, 200, streamed)
     assert openai.parse("/v1/models", {}, b"{}", 200, False) is None
+
+
+def test_legacy_function_call():
+    body = {"model": "gpt-3.5-turbo", "choices": [{"index": 0, "finish_reason": "function_call", "message": {
+        "role": "assistant", "content": None, "function_call": {"name": "get_current_weather", "arguments": "{\"location\": \"Boston\"}"}}}]}
+    call = openai.parse("/v1/chat/completions", {}, json.dumps(body).encode(), 200, False)
+    assert call.output["tool_calls"] == [{"id": None, "name": "get_current_weather", "arguments": {"location": "Boston"}}]
+    assert call.finish_reason == "tool_calls" and call.finish_reason_raw == "function_call"
+
+
+def test_long_streams_assemble_whole():
+    piece = sse({"choices": [{"index": 0, "delta": {"content": "word "}}]})
+    call = openai.parse("/v1/chat/completions", {}, piece * 20_000, 200, True)
+    assert call.output["text"] == "word " * 20_000 and call.events == 20_000
+
+
+def test_embeddings_error_page_is_not_mistaken_for_a_result():
+    call = openai.parse("/v1/embeddings", {"model": "m"}, b"<html>502</html>", 502, False)
+    assert call.response_body is None and call.output == {}
