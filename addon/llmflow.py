@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 try:
@@ -27,7 +28,7 @@ from llmflow_core import config as llmflow_config
 from llmflow_core.capture import CaptureOptions, build_span
 from llmflow_core.exchange import DEFAULT_HEAD_LIMIT, BodyTee, Exchange
 from llmflow_core.routing import Route, route_for_host, route_request
-from llmflow_core.store import open_store
+from llmflow_core.store import SpanStore, open_store
 from llmflow_core.tracing import is_trace_header
 from llmflow_core.writer import SpanWriter
 
@@ -56,7 +57,16 @@ class LLMFlow:
                                       service_name=self.config.service_name)
         self.head_limit = max(DEFAULT_HEAD_LIMIT, 4 * self.config.max_response_size)
         self.writer = SpanWriter(lambda: open_store(self.config),
-                                 lambda exchange: build_span(exchange, self.options))
+                                 lambda exchange: build_span(exchange, self.options),
+                                 maintenance=self._prune)
+
+    def _prune(self, store: SpanStore) -> None:
+        """RETENTION_DAYS on every store (MongoDB also has a TTL index; this is SQLite's)."""
+        if self.config.retention_days:
+            cutoff = datetime.now(timezone.utc) - timedelta(days=self.config.retention_days)
+            removed = store.prune(cutoff)
+            if removed:
+                log.info("retention: removed %d span(s) older than %s", removed, cutoff)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def running(self) -> None:

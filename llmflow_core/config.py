@@ -83,7 +83,7 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("MONGO_URI", "", "MongoDB connection string. Empty: the embedded SQLite store.", secret=True),
-    Setting("LLMFLOW_DATA_DIR", "./data", "Where the SQLite store, the span spool, the secret key "
+    Setting("LLMFLOW_DATA_DIR", "./data", "Where the SQLite store, the secret key "
             "and the proxy's CA certificate live."),
     Setting("AUTH_USERNAME", "llmflow", "Dashboard login name."),
     Setting("AUTH_PASSWORD", "password", "Dashboard password. Change it: the dashboard warns "

@@ -36,7 +36,9 @@ class SpanWriter:
     def __init__(self, store_factory: Callable[[], SpanStore],
                  build: Callable[[Any], Span] = lambda span: span, *,
                  batch_size: int = 256, flush_interval: float = 0.2, max_queue: int = 20000,
-                 max_backoff: float = 5.0) -> None:
+                 max_backoff: float = 5.0,
+                 maintenance: Callable[[SpanStore], Any] | None = None,
+                 maintenance_every: float = 3600.0) -> None:
         self._store_factory = store_factory
         self._store: SpanStore | None = None
         self._build = build
@@ -45,6 +47,10 @@ class SpanWriter:
         self.flush_interval = flush_interval
         self.max_backoff = max_backoff
         self.stats = WriterStats()
+        # Periodic store upkeep (the retention prune) runs on this thread, between batches.
+        self._maintenance = maintenance
+        self._maintenance_every = maintenance_every
+        self._next_maintenance = time.monotonic() + min(60.0, maintenance_every)
         self._stopping = threading.Event()
         self._idle = threading.Condition()
         self._busy = False
@@ -140,9 +146,21 @@ class SpanWriter:
             self.stats.last_error = None
         return True
 
+    def _maybe_maintain(self) -> None:
+        if self._maintenance is None or time.monotonic() < self._next_maintenance:
+            return
+        self._next_maintenance = time.monotonic() + self._maintenance_every
+        try:
+            if self._store is None:
+                self._store = self._store_factory()
+            self._maintenance(self._store)
+        except Exception:
+            log.exception("store maintenance failed; will try again later")
+
     def _run(self) -> None:
         backoff = 0.05
         while True:
+            self._maybe_maintain()
             items = self._take_batch()
             if not items:
                 with self._idle:

@@ -83,3 +83,24 @@ def test_a_span_that_cannot_be_built_does_not_stop_the_others(tmp_path):
     assert writer.flush(5)
     writer.stop()
     assert writer.stats.build_failures == 1 and writer.stats.written == 1
+
+
+def test_maintenance_runs_on_the_writer_thread(tmp_path):
+    from datetime import timedelta
+
+    from tests.support.factories import T0
+
+    store = SQLiteStore(tmp_path / "s.sqlite3")
+    store.write_batch([make_span(start=T0 - timedelta(days=40)), make_span(start=T0)])
+    ran = threading.Event()
+
+    def prune(current):
+        current.prune(T0 - timedelta(days=30))
+        ran.set()
+
+    writer = SpanWriter(lambda: store, flush_interval=0.01, maintenance=prune, maintenance_every=0.05)
+    writer._next_maintenance = 0  # due now
+    writer.start()
+    assert ran.wait(5)
+    writer.stop()
+    assert SQLiteStore(tmp_path / "s.sqlite3").stats().spans == 1
