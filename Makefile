@@ -43,7 +43,7 @@ $(STAMPS)/test-env: requirements/core.txt requirements/web.txt requirements/test
 $(STAMPS)/assets: package.json package-lock.json $(STATIC_SOURCES) $(STAMPS)/runtime
 	@mkdir -p $(STAMPS) llmflow_dashboard/static/vendor
 	npm ci --no-audit --no-fund --loglevel=error
-	cp node_modules/chart.js/dist/chart.umd.min.js llmflow_dashboard/static/vendor/chart.umd.min.js
+	cp node_modules/chart.js/dist/chart.umd.min.js node_modules/chart.js/dist/chart.umd.min.js.map llmflow_dashboard/static/vendor/
 	$(VENV)/bin/python manage.py collectstatic --noinput -v0
 	@touch $@
 
