@@ -54,7 +54,8 @@ class LLMFlow:
     def __init__(self, config: llmflow_config.Config | None = None) -> None:
         self.config = config or llmflow_config.load()
         self.options = CaptureOptions(max_body_size=self.config.max_response_size,
-                                      service_name=self.config.service_name)
+                                      service_name=self.config.service_name,
+                                      free_providers=self.config.free_providers)
         self.head_limit = max(DEFAULT_HEAD_LIMIT, 4 * self.config.max_response_size)
         self.writer = SpanWriter(lambda: open_store(self.config),
                                  lambda exchange: build_span(exchange, self.options),

@@ -90,6 +90,10 @@ SETTINGS: tuple[Setting, ...] = (
             "while the default is in use.", secret=True),
     Setting("PORT", "3000", "Dashboard port.", parse_port),
     Setting("PROXY_PORT", "8080", "Proxy port for apps that set their base URL to LLMFlow.", parse_port),
+    Setting("INTERCEPT_PORT", "8081", "Proxy port for apps that set HTTPS_PROXY: only known LLM API "
+            "hosts are intercepted, everything else is tunnelled untouched.", parse_port),
+    Setting("FREE_PROVIDERS", "ollama", "Routes whose models cost nothing (local models), "
+            "comma-separated; their calls are priced at $0 instead of unknown."),
     Setting("BIND_HOST", "127.0.0.1", "Address the proxy and the dashboard listen on "
             "(0.0.0.0 in containers)."),
     Setting("RETENTION_DAYS", "30", "Spans older than this many days are deleted (0 keeps them).",
@@ -136,6 +140,8 @@ class Config:
     auth_password: str
     port: int
     proxy_port: int
+    intercept_port: int
+    free_providers: frozenset[str]
     bind_host: str
     retention_days: int
     max_response_size: int
@@ -180,6 +186,8 @@ def _split(text: str) -> tuple[str, ...]:
 def load(environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     values = {setting.name: setting.read(env) for setting in SETTINGS}
+    if values["INTERCEPT_PORT"] and values["INTERCEPT_PORT"] == values["PROXY_PORT"]:
+        raise ConfigError(f"INTERCEPT_PORT and PROXY_PORT must differ (both are {values['PROXY_PORT']})")
     return Config(
         mongo_uri=values["MONGO_URI"].strip(),
         data_dir=Path(values["LLMFLOW_DATA_DIR"]).expanduser().resolve(),
@@ -187,6 +195,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         auth_password=values["AUTH_PASSWORD"],
         port=values["PORT"],
         proxy_port=values["PROXY_PORT"],
+        intercept_port=values["INTERCEPT_PORT"],
+        free_providers=frozenset(name.lower() for name in _split(values["FREE_PROVIDERS"])),
         bind_host=values["BIND_HOST"],
         retention_days=values["RETENTION_DAYS"],
         max_response_size=values["MAX_RESPONSE_SIZE"],

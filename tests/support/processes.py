@@ -48,6 +48,7 @@ class Service:
     port: int
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    intercept_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -92,9 +93,14 @@ def llmflow_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
 
 
 def start_proxy(data_dir: Path, log_dir: Path, **env: Any) -> Service:
+    """The proxy; ``service.intercept_port`` is its HTTPS_PROXY port."""
     port = int(env.pop("PROXY_PORT", 0)) or free_port()
-    return _spawn("proxy", [str(RUNTIME_PYTHON), "-m", "addon"],
-                  llmflow_env(data_dir, PROXY_PORT=port, **env), port, log_dir)
+    env.setdefault("INTERCEPT_PORT", free_port())
+    service = _spawn("proxy", [str(RUNTIME_PYTHON), "-m", "addon"],
+                     llmflow_env(data_dir, PROXY_PORT=port, **env), port, log_dir)
+    service.intercept_port = int(env["INTERCEPT_PORT"])
+    wait_for_port(service.intercept_port, 10, service.process)
+    return service
 
 
 def ensure_static_collected() -> None:
