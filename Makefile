@@ -33,10 +33,12 @@ $(STAMPS)/runtime: requirements/core.txt requirements/proxy.txt requirements/web
 	@touch $@
 
 # The test runner's own environment: current provider SDKs cannot share one with mitmproxy 11.
-$(STAMPS)/test-env: requirements/core.txt requirements/web.txt requirements/test.txt
+# It also holds the Node OpenAI SDK the tests drive (tests/node, with its own lockfile).
+$(STAMPS)/test-env: requirements/core.txt requirements/web.txt requirements/test.txt tests/node/package-lock.json
 	@mkdir -p $(STAMPS)
 	[ -x $(TVENV)/bin/python ] || $(PYTHON) -m venv $(TVENV)
 	$(TVENV)/bin/pip install -q --disable-pip-version-check -r requirements/test.txt
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # Front-end libraries from npm (lockfile), copied into static/vendor, then collected for whitenoise.
