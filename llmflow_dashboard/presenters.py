@@ -10,34 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from llmflow_core.spans import Span
+from llmflow_core.text import content_text, message_text
 
 PREVIEW_WORDS = 14
-
-
-def content_text(content: Any) -> str:
-    """The readable text of a message's content in any provider's shape."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        for key in ("text", "content", "input_text", "output_text"):
-            if isinstance(content.get(key), str):
-                return content[key]
-        if "parts" in content:
-            return content_text(content["parts"])
-        return ""
-    if isinstance(content, list):
-        return " ".join(filter(None, (content_text(part) for part in content)))
-    return str(content)
-
-
-def message_text(message: Any) -> str:
-    if not isinstance(message, dict):
-        return content_text(message)
-    if "content" in message:
-        return content_text(message["content"])
-    return content_text(message.get("parts"))
 
 
 def preview(span: Span, words: int = PREVIEW_WORDS) -> str:

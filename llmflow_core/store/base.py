@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator, Literal, Mapping, Sequence
@@ -17,7 +18,15 @@ from llmflow_core.spans import Span, SpanStatus, parse_time
 
 Bucket = Literal["minute", "hour", "day"]
 BUCKET_SECONDS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
-GROUP_FIELDS = ("model", "provider", "status", "service")
+# Fields charts can be split by and filter lists offered for (each store indexes them).
+GROUP_FIELDS = ("model", "provider", "status", "service", "user_id", "session_id", "feature")
+# Attributes every store can filter on exactly; ``custom.<name>`` reaches X-Trace-<Name> values.
+ATTRIBUTE_KEY_RE = re.compile(r"^(custom\.)?[a-z0-9_][a-z0-9_-]{0,63}$")
+# Upper bounds (ms) of the latency histogram bins; percentiles are read off them (about ±25%).
+HISTOGRAM_BOUNDS: tuple[float, ...] = (
+    1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 4000,
+    5000, 7500, 10000, 15000, 20000, 30000, 45000, 60000, 120000, 300000)
+HistogramField = Literal["duration", "ttft"]
 
 
 class StoreError(RuntimeError):
@@ -42,6 +51,8 @@ class SpanQuery:
     min_tokens: int | None = None  # total_tokens >= min_tokens
     max_tokens: int | None = None  # total_tokens <= max_tokens
     min_cost: float | None = None
+    text: str | None = None  # full-text search in prompts, answers, tool calls and errors
+    attributes: Mapping[str, str] = field(default_factory=dict)  # exact attribute values
     limit: int = 50
     cursor: str | None = None  # from Page.next: continue after that span
 
@@ -54,6 +65,11 @@ class SpanQuery:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, parse_time(value))
+        for key in self.attributes:
+            if not ATTRIBUTE_KEY_RE.match(key):
+                raise ValueError(f"not an attribute name LLMFlow can filter on: {key!r}")
+        if self.text is not None and not self.text.strip():
+            object.__setattr__(self, "text", None)
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,33 @@ class BucketRow:
     completion_tokens: int
     cost: float
     avg_duration: float | None
+    avg_ttft: float | None = None
+
+
+@dataclass(frozen=True)
+class HistogramRow:
+    """How many spans of a time bucket fell into latency bin ``bin`` (see HISTOGRAM_BOUNDS)."""
+
+    start: datetime
+    bin: int
+    count: int
+
+
+def percentile(counts: Mapping[int, int], fraction: float) -> float | None:
+    """The value below which ``fraction`` of the histogram lies, interpolated inside its bin."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    target = fraction * total
+    seen = 0
+    for index in sorted(counts):
+        count = counts[index]
+        if seen + count >= target:
+            low = HISTOGRAM_BOUNDS[index - 1] if index > 0 else 0.0
+            high = HISTOGRAM_BOUNDS[index] if index < len(HISTOGRAM_BOUNDS) else low * 2
+            return low + (high - low) * ((target - seen) / count)
+        seen += count
+    return float(HISTOGRAM_BOUNDS[-1])
 
 
 @dataclass(frozen=True)
@@ -130,6 +173,15 @@ class SpanStore(abc.ABC):
     def aggregate(self, query: SpanQuery, *, bucket: Bucket = "hour",
                   group_by: str | None = None) -> list[BucketRow]:
         """Chart data: totals per time bucket (and per group), oldest bucket first."""
+
+    @abc.abstractmethod
+    def histogram(self, query: SpanQuery, *, bucket: Bucket = "hour",
+                  field: HistogramField = "duration") -> list[HistogramRow]:
+        """Latency (or time-to-first-token) histogram per time bucket, for percentiles."""
+
+    @abc.abstractmethod
+    def distinct(self, field: str, query: SpanQuery | None = None, limit: int = 200) -> list[str]:
+        """Values of a GROUP_FIELDS field among matching spans (for filter suggestions)."""
 
     @abc.abstractmethod
     def prune(self, before: datetime) -> int:

@@ -5,6 +5,7 @@ Dates are BSON dates, so range queries and the TTL index (RETENTION_DAYS) work n
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Sequence
 
@@ -14,15 +15,21 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from llmflow_core.spans import Span
 from llmflow_core.store.base import (
-    BUCKET_SECONDS, GROUP_FIELDS, Bucket, BucketRow, Page, SpanQuery, SpanStore, StoreError,
-    StoreStats, decode_cursor, encode_cursor,
+    BUCKET_SECONDS, GROUP_FIELDS, HISTOGRAM_BOUNDS, Bucket, BucketRow, HistogramField,
+    HistogramRow, Page, SpanQuery, SpanStore, StoreError, StoreStats, decode_cursor, encode_cursor,
 )
 
 DUPLICATE_KEY = 11000
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TTL_INDEX = "spans_ttl"
-GROUP_PATHS = {"model": "$attributes.model", "provider": "$attributes.provider",
-               "status": "$status", "service": "$service"}
+FIELD_PATHS = {"model": "attributes.model", "provider": "attributes.provider", "status": "status",
+               "service": "service", "user_id": "attributes.user_id",
+               "session_id": "attributes.session_id", "feature": "attributes.feature"}
+HISTOGRAM_PATHS = {"duration": "$duration", "ttft": "$attributes.ttft_ms"}
+# Where full-text search looks (MongoDB has no index here: a case-insensitive scan of these).
+TEXT_PATHS = ("request.messages.content", "request.messages.content.text",
+              "request.messages.parts.text", "response.output.text", "response.output.reasoning",
+              "response.output.tool_calls.name", "error.message")
 
 
 def database_name(uri: str, default: str = "llmflow") -> str:
@@ -74,6 +81,11 @@ def mongo_filter(query: SpanQuery, *, with_cursor: bool = True) -> dict[str, Any
         clauses.append({"attributes.total_tokens": tokens})
     if query.min_cost is not None:
         clauses.append({"attributes.estimated_cost": {"$gte": query.min_cost}})
+    for key, value in query.attributes.items():
+        clauses.append({f"attributes.{key}": value})
+    if query.text:
+        pattern = re.compile(r"\s+".join(re.escape(word) for word in query.text.split()), re.IGNORECASE)
+        clauses.append({"$or": [{path: pattern} for path in TEXT_PATHS]})
     if with_cursor and query.cursor:
         millis, span_id = decode_cursor(query.cursor)
         moment = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
@@ -106,7 +118,8 @@ class MongoStore(SpanStore):
         try:
             self.spans.create_index([("startTime", DESCENDING), ("_id", DESCENDING)], name="spans_start")
             self.spans.create_index([("traceId", ASCENDING), ("startTime", ASCENDING)], name="spans_trace")
-            for field in ("attributes.model", "attributes.provider", "status"):
+            for field in ("attributes.model", "attributes.provider", "status",
+                          "attributes.user_id", "attributes.session_id", "attributes.feature"):
                 self.spans.create_index([(field, ASCENDING), ("startTime", DESCENDING)],
                                         name=f"spans_{field.split('.')[-1]}")
             self._ensure_ttl()
@@ -192,13 +205,14 @@ class MongoStore(SpanStore):
             {"$match": mongo_filter(query, with_cursor=False)},
             {"$group": {
                 "_id": {"b": {"$subtract": [millis, {"$mod": [millis, size]}]},
-                        "g": GROUP_PATHS[group_by] if group_by else None},
+                        "g": "$" + FIELD_PATHS[group_by] if group_by else None},
                 "requests": {"$sum": 1},
                 "errors": {"$sum": {"$cond": [{"$eq": ["$status", "error"]}, 1, 0]}},
                 "prompt": {"$sum": {"$ifNull": ["$attributes.prompt_tokens", 0]}},
                 "completion": {"$sum": {"$ifNull": ["$attributes.completion_tokens", 0]}},
                 "cost": {"$sum": {"$ifNull": ["$attributes.estimated_cost", 0]}},
                 "duration": {"$avg": "$duration"},
+                "ttft": {"$avg": "$attributes.ttft_ms"},
             }},
             {"$sort": {"_id.b": 1, "_id.g": 1}},
         ]
@@ -209,7 +223,41 @@ class MongoStore(SpanStore):
         return [BucketRow(datetime.fromtimestamp(int(r["_id"]["b"]) / 1000, tz=timezone.utc),
                           r["_id"].get("g"), int(r["requests"]), int(r["errors"]),
                           int(r["prompt"]), int(r["completion"]), float(r["cost"]),
-                          r.get("duration")) for r in rows]
+                          r.get("duration"), r.get("ttft")) for r in rows]
+
+    def histogram(self, query: SpanQuery, *, bucket: Bucket = "hour",
+                  field: HistogramField = "duration") -> list[HistogramRow]:
+        value = HISTOGRAM_PATHS[field]
+        size = BUCKET_SECONDS[bucket] * 1000
+        millis = {"$subtract": ["$startTime", EPOCH]}
+        branches = [{"case": {"$lt": [value, bound]}, "then": index}
+                    for index, bound in enumerate(HISTOGRAM_BOUNDS)]
+        match = mongo_filter(query, with_cursor=False)
+        present = {value[1:]: {"$type": "number"}}
+        pipeline = [
+            {"$match": {"$and": [match, present]} if match else present},
+            {"$group": {"_id": {"b": {"$subtract": [millis, {"$mod": [millis, size]}]},
+                                "h": {"$switch": {"branches": branches,
+                                                  "default": len(HISTOGRAM_BOUNDS)}}},
+                        "n": {"$sum": 1}}},
+            {"$sort": {"_id.b": 1, "_id.h": 1}},
+        ]
+        try:
+            rows = list(self.spans.aggregate(pipeline))
+        except PyMongoError as exc:
+            raise StoreError(f"mongo: {exc}") from exc
+        return [HistogramRow(datetime.fromtimestamp(int(r["_id"]["b"]) / 1000, tz=timezone.utc),
+                             int(r["_id"]["h"]), int(r["n"])) for r in rows]
+
+    def distinct(self, field: str, query: SpanQuery | None = None, limit: int = 200) -> list[str]:
+        if field not in GROUP_FIELDS:
+            raise ValueError(f"no distinct values for {field!r}")
+        try:
+            values = self.spans.distinct(FIELD_PATHS[field], mongo_filter(query or SpanQuery(),
+                                                                          with_cursor=False))
+        except PyMongoError as exc:
+            raise StoreError(f"mongo: {exc}") from exc
+        return sorted(v for v in values if isinstance(v, str))[:limit]
 
     def prune(self, before: datetime) -> int:
         try:

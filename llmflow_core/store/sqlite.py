@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from llmflow_core.spans import Span
+from llmflow_core.text import search_text
 from llmflow_core.store.base import (
-    BUCKET_SECONDS, GROUP_FIELDS, Bucket, BucketRow, Page, SpanQuery, SpanStore, StoreError,
-    StoreStats, decode_cursor, encode_cursor,
+    BUCKET_SECONDS, GROUP_FIELDS, HISTOGRAM_BOUNDS, Bucket, BucketRow, HistogramField,
+    HistogramRow, Page, SpanQuery, SpanStore, StoreError, StoreStats, decode_cursor, encode_cursor,
 )
 
 SCHEMA = """
@@ -37,18 +38,34 @@ CREATE TABLE IF NOT EXISTS spans (
     completion_tokens INTEGER,
     total_tokens INTEGER,
     cost REAL,
-    doc TEXT NOT NULL
+    doc TEXT NOT NULL,
+    -- read from the document, indexed for filters and "top users/features" charts
+    user_id TEXT GENERATED ALWAYS AS (json_extract(doc, '$.attributes.user_id')) VIRTUAL,
+    session_id TEXT GENERATED ALWAYS AS (json_extract(doc, '$.attributes.session_id')) VIRTUAL,
+    feature TEXT GENERATED ALWAYS AS (json_extract(doc, '$.attributes.feature')) VIRTUAL,
+    ttft REAL GENERATED ALWAYS AS (json_extract(doc, '$.attributes.ttft_ms')) VIRTUAL
 );
 CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ms DESC, span_id DESC);
 CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id, start_ms);
-CREATE INDEX IF NOT EXISTS spans_model ON spans (model, start_ms DESC);
-CREATE INDEX IF NOT EXISTS spans_provider ON spans (provider, start_ms DESC);
-CREATE INDEX IF NOT EXISTS spans_status ON spans (status, start_ms DESC);
+CREATE INDEX IF NOT EXISTS spans_model ON spans (model, start_ms DESC, span_id DESC);
+CREATE INDEX IF NOT EXISTS spans_provider ON spans (provider, start_ms DESC, span_id DESC);
+CREATE INDEX IF NOT EXISTS spans_status ON spans (status, start_ms DESC, span_id DESC);
+CREATE INDEX IF NOT EXISTS spans_user ON spans (user_id, start_ms DESC) WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS spans_session ON spans (session_id, start_ms DESC) WHERE session_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS spans_feature ON spans (feature, start_ms DESC) WHERE feature IS NOT NULL;
+-- Full-text search over prompts and answers (its own copy of that text, capped per span).
+CREATE VIRTUAL TABLE IF NOT EXISTS spans_fts USING fts5(text, tokenize = 'unicode61');
+CREATE TRIGGER IF NOT EXISTS spans_fts_delete AFTER DELETE ON spans BEGIN
+    DELETE FROM spans_fts WHERE rowid = old.rowid;
+END;
 """
 COLUMNS = ("span_id", "trace_id", "parent_span_id", "start_ms", "end_ms", "duration", "status",
            "service", "provider", "model", "prompt_tokens", "completion_tokens", "total_tokens",
            "cost", "doc")
 INSERT = f"INSERT OR IGNORE INTO spans ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT_TEXT = "INSERT INTO spans_fts (rowid, text) VALUES (?, ?)"
+GROUP_COLUMNS = {name: name for name in GROUP_FIELDS}
+INDEXED_ATTRIBUTES = ("user_id", "session_id", "feature")
 
 
 def to_ms(moment: datetime) -> int:
@@ -79,6 +96,16 @@ def row_for(span: Span) -> tuple[Any, ...]:
     )
 
 
+def fts_phrase(text: str) -> str:
+    """The user's words as one FTS5 phrase (quotes escaped: no query syntax gets through)."""
+    return '"' + " ".join(text.split()).replace('"', '""') + '"'
+
+
+def histogram_bin(column: str) -> str:
+    cases = " ".join(f"WHEN {column} < {bound} THEN {index}" for index, bound in enumerate(HISTOGRAM_BOUNDS))
+    return f"CASE {cases} ELSE {len(HISTOGRAM_BOUNDS)} END"
+
+
 def where(query: SpanQuery, *, with_cursor: bool = True) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
@@ -103,6 +130,14 @@ def where(query: SpanQuery, *, with_cursor: bool = True) -> tuple[str, list[Any]
         add("total_tokens <= ?", query.max_tokens)
     if query.min_cost is not None:
         add("cost >= ?", query.min_cost)
+    for key, value in query.attributes.items():
+        if key in INDEXED_ATTRIBUTES:
+            add(f"{key} = ?", value)
+        else:
+            path = "$.attributes." + ".".join(f'"{part}"' for part in key.split(".", 1))
+            add("json_extract(doc, ?) = ?", path, value)
+    if query.text:
+        add("rowid IN (SELECT rowid FROM spans_fts WHERE spans_fts MATCH ?)", fts_phrase(query.text))
     if with_cursor and query.cursor:
         millis, span_id = decode_cursor(query.cursor)
         add("(start_ms < ? OR (start_ms = ? AND span_id < ?))", millis, millis, span_id)
@@ -156,18 +191,24 @@ class SQLiteStore(SpanStore):
     def write_batch(self, spans: Sequence[Span]) -> int:
         if not spans:
             return 0
-        rows = [row_for(span) for span in spans]
+        rows = [(row_for(span), search_text(span.request, span.response, span.error))
+                for span in spans]
         with self._guard():
             conn = self._conn()
-            before = conn.total_changes
+            new = 0
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(INSERT, rows)
+                for row, text in rows:
+                    cursor = conn.execute(INSERT, row)
+                    if cursor.rowcount == 1:  # not a duplicate: index its text
+                        new += 1
+                        if text:
+                            conn.execute(INSERT_TEXT, (cursor.lastrowid, text))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return conn.total_changes - before
+            return new
 
     def _spans(self, sql: str, args: Sequence[Any]) -> list[Span]:
         with self._guard():
@@ -211,15 +252,37 @@ class SQLiteStore(SpanStore):
             raise ValueError(f"cannot group by {group_by!r}")
         size = BUCKET_SECONDS[bucket] * 1000
         clause, args = where(query, with_cursor=False)
-        group = group_by or "NULL"
+        group = GROUP_COLUMNS[group_by] if group_by else "NULL"
         sql = (f"SELECT (start_ms / {size}) * {size} AS b, {group} AS g, COUNT(*), "
                f"SUM(status = 'error'), COALESCE(SUM(prompt_tokens), 0), "
-               f"COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0), AVG(duration) "
-               f"FROM spans{clause} GROUP BY b, g ORDER BY b, g")
+               f"COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0), AVG(duration), "
+               f"AVG(ttft) FROM spans{clause} GROUP BY b, g ORDER BY b, g")
         with self._guard():
             rows = self._conn().execute(sql, args).fetchall()
-        return [BucketRow(from_ms(b), g, n, int(e or 0), int(p), int(c), float(cost), avg)
-                for b, g, n, e, p, c, cost, avg in rows]
+        return [BucketRow(from_ms(b), g, n, int(e or 0), int(p), int(c), float(cost), avg, ttft)
+                for b, g, n, e, p, c, cost, avg, ttft in rows]
+
+    def histogram(self, query: SpanQuery, *, bucket: Bucket = "hour",
+                  field: HistogramField = "duration") -> list[HistogramRow]:
+        column = {"duration": "duration", "ttft": "ttft"}[field]
+        size = BUCKET_SECONDS[bucket] * 1000
+        clause, args = where(query, with_cursor=False)
+        clause = (clause + " AND " if clause else " WHERE ") + f"{column} IS NOT NULL"
+        sql = (f"SELECT (start_ms / {size}) * {size} AS b, {histogram_bin(column)} AS h, COUNT(*) "
+               f"FROM spans{clause} GROUP BY b, h ORDER BY b, h")
+        with self._guard():
+            rows = self._conn().execute(sql, args).fetchall()
+        return [HistogramRow(from_ms(b), h, n) for b, h, n in rows]
+
+    def distinct(self, field: str, query: SpanQuery | None = None, limit: int = 200) -> list[str]:
+        if field not in GROUP_FIELDS:
+            raise ValueError(f"no distinct values for {field!r}")
+        clause, args = where(query or SpanQuery(), with_cursor=False)
+        clause = (clause + " AND " if clause else " WHERE ") + f"{field} IS NOT NULL"
+        with self._guard():
+            rows = self._conn().execute(f"SELECT DISTINCT {field} FROM spans{clause} ORDER BY {field} "
+                                        f"LIMIT ?", [*args, limit]).fetchall()
+        return [row[0] for row in rows]
 
     def prune(self, before: datetime) -> int:
         with self._guard():

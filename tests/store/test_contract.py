@@ -151,3 +151,79 @@ def test_concurrent_writers_lose_and_duplicate_nothing(store):
         thread.join()
     assert not errors
     assert store.stats().spans == 200
+
+
+def test_attribute_filters(store):
+    store.write_batch([
+        make_span(prompt="a", user_id="u1", feature="chat", custom={"team": "core"}),
+        make_span(prompt="b", user_id="u2", session_id="s9", custom={"team": "growth"}),
+        make_span(prompt="c"),
+    ])
+
+    def prompts(**attributes):
+        spans = store.list_spans(SpanQuery(attributes=attributes)).spans
+        return sorted(s.request["messages"][0]["content"] for s in spans)
+
+    assert prompts(user_id="u1") == ["a"]
+    assert prompts(session_id="s9") == ["b"]
+    assert prompts(feature="chat") == ["a"]
+    assert prompts(**{"custom.team": "growth"}) == ["b"]
+    assert prompts(user_id="nobody") == []
+    with pytest.raises(ValueError):
+        SpanQuery(attributes={"x') OR 1=1 --": "y"})
+
+
+def test_full_text_search_in_prompts_answers_and_errors(store):
+    store.write_batch([
+        make_span(prompt="Tell me about Quantum computing", answer="Qubits are neat"),
+        make_span(prompt="Write a haiku", answer="An old silent pond"),
+        make_span(prompt="[{\"weird\": 1}]", status="error"),
+    ])
+
+    def found(text):
+        return sorted(s.request["messages"][0]["content"] for s in store.list_spans(SpanQuery(text=text)).spans)
+
+    assert found("quantum") == ["Tell me about Quantum computing"]
+    assert found("silent pond") == ["Write a haiku"]  # in the answer, as a phrase
+    assert found("qubits") == ["Tell me about Quantum computing"]
+    assert found("boom") == ['[{"weird": 1}]']  # the error message
+    assert found('" OR *') == []  # query syntax is not interpreted
+    assert found("pond silent") == []
+
+
+def test_search_index_follows_prune(store):
+    store.write_batch([make_span(start=T0 - timedelta(days=40), prompt="ancient scroll"),
+                       make_span(start=T0, prompt="modern scroll")])
+    store.prune(T0 - timedelta(days=30))
+    assert [s.request["messages"][0]["content"] for s in store.list_spans(SpanQuery(text="scroll")).spans] == [
+        "modern scroll"]
+
+
+def test_histogram_percentiles_and_ttft(store):
+    from llmflow_core.store.base import percentile
+
+    spans = [make_span(start=T0 + timedelta(seconds=i), duration_ms=float(d), ttft_ms=float(d) / 4)
+             for i, d in enumerate([40] * 50 + [120] * 45 + [2500] * 5)]
+    spans.append(make_span(start=T0 + timedelta(hours=1), duration_ms=10.0))  # no ttft
+    store.write_batch(spans)
+    rows = store.histogram(SpanQuery(until=T0 + timedelta(hours=1)), bucket="hour")
+    counts = {r.bin: r.count for r in rows}
+    assert sum(counts.values()) == 100 and {r.start for r in rows} == {T0}
+    assert 30 <= percentile(counts, 0.5) <= 50
+    assert 2000 <= percentile(counts, 0.99) <= 3000
+    ttft = store.histogram(SpanQuery(), field="ttft")
+    assert sum(r.count for r in ttft) == 100  # the span without a TTFT is not counted
+    agg = store.aggregate(SpanQuery(until=T0 + timedelta(hours=1)))
+    assert agg[0].avg_ttft == pytest.approx((40 * 50 + 120 * 45 + 2500 * 5) / 100 / 4)
+    assert percentile({}, 0.5) is None
+
+
+def test_group_by_user_and_distinct_values(store):
+    store.write_batch([make_span(user_id="u1", cost=1.0), make_span(user_id="u1", cost=2.0),
+                       make_span(user_id="u2", cost=0.5, model="gpt-4o"), make_span(cost=0.25)])
+    by_user = {r.group: r.cost for r in store.aggregate(SpanQuery(), bucket="day", group_by="user_id")}
+    assert by_user == {"u1": 3.0, "u2": 0.5, None: 0.25}
+    assert store.distinct("model") == ["gpt-4o", "gpt-4o-mini"]
+    assert store.distinct("user_id", SpanQuery(model="gpt-4o")) == ["u2"]
+    with pytest.raises(ValueError):
+        store.distinct("doc")
