@@ -17,8 +17,9 @@ _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 TIME_PRESETS = (("15m", "15 min"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"),
                 ("30d", "30 days"))
-FILTER_KEYS = ("since", "until", "model", "provider", "status", "service", "trace_id",
-               "min_tokens", "max_tokens", "min_cost")
+FILTER_KEYS = ("range", "since", "until", "model", "provider", "status", "service", "trace_id",
+               "min_tokens", "max_tokens", "min_cost", "q", "user_id", "session_id", "feature", "attr")
+NAMED_ATTRIBUTES = ("user_id", "session_id", "feature")
 
 
 class QueryError(ValueError):
@@ -48,6 +49,21 @@ def _number(params: Mapping[str, str], key: str, kind: type) -> int | float | No
         raise QueryError(f"{key} must be a number, not {raw!r}") from None
 
 
+def attribute_filters(params: Mapping[str, str]) -> dict[str, str]:
+    """user_id/session_id/feature parameters, and ``attr=name:value`` (repeatable) for any other
+    attribute; a custom X-Trace-<Name> header is ``attr=custom.<name>:value``."""
+    found = {key: params[key].strip() for key in NAMED_ATTRIBUTES if params.get(key, "").strip()}
+    values = params.getlist("attr") if hasattr(params, "getlist") else [params.get("attr", "")]
+    for item in values:
+        if not item.strip():
+            continue
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise QueryError(f"attr must look like name:value, not {item!r}")
+        found[name.strip()] = value.strip()
+    return found
+
+
 def query_from_params(params: Mapping[str, str], *, default_limit: int = 50,
                       max_limit: int = 1000) -> SpanQuery:
     def text(key: str) -> str | None:
@@ -61,6 +77,10 @@ def query_from_params(params: Mapping[str, str], *, default_limit: int = 50,
     if not 1 <= limit <= max_limit:
         raise QueryError(f"limit must be between 1 and {max_limit}")
     since, until = text("since"), text("until")
+    if since is None and text("range"):  # a preset: the last 15m, 1h, 24h...
+        since = text("range")
+        if not _RELATIVE.match(since):
+            raise QueryError(f"range must look like 15m, 1h, 24h or 7d, not {since!r}")
     return SpanQuery(
         since=parse_when(since) if since else None,
         until=parse_when(until) if until else None,
@@ -72,11 +92,29 @@ def query_from_params(params: Mapping[str, str], *, default_limit: int = 50,
         min_tokens=_number(params, "min_tokens", int),
         max_tokens=_number(params, "max_tokens", int),
         min_cost=_number(params, "min_cost", float),
+        text=text("q"),
+        attributes=_checked_attributes(params),
         limit=limit,
         cursor=text("cursor"),
     )
 
 
-def filter_params(params: Mapping[str, str]) -> dict[str, str]:
-    """The filters present in a request, to carry into links (paging, exports, charts)."""
-    return {key: params[key] for key in FILTER_KEYS if params.get(key)}
+def _checked_attributes(params: Mapping[str, str]) -> dict[str, str]:
+    from llmflow_core.store.base import ATTRIBUTE_KEY_RE
+
+    found = attribute_filters(params)
+    for key in found:
+        if not ATTRIBUTE_KEY_RE.match(key):
+            raise QueryError(f"cannot filter on attribute {key!r} (letters, digits, _ and -; "
+                             f"custom.<name> for X-Trace-<Name> headers)")
+    return found
+
+
+def filter_params(params: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The filters present in a request, as pairs (``attr`` may repeat), to carry into links
+    (paging, exports, charts) with urlencode."""
+    pairs: list[tuple[str, str]] = []
+    for key in FILTER_KEYS:
+        values = params.getlist(key) if hasattr(params, "getlist") else [params.get(key, "")]
+        pairs.extend((key, value) for value in values if value)
+    return pairs

@@ -8,8 +8,12 @@ urlpatterns = [
     path("logout", pages.logout, name="logout"),
     path("traces/rows", pages.new_rows, name="trace-rows"),
     path("traces/<str:trace_id>", pages.trace, name="trace"),
+    path("analytics", pages.analytics, name="analytics"),
     path("healthz", api.healthz, name="healthz"),
     path("api/spans", api.spans, name="api-spans"),
+    path("api/analytics", api.analytics, name="api-analytics"),
+    path("api/export.csv", api.export_csv, name="export-csv"),
+    path("api/export.jsonl", api.export_jsonl, name="export-jsonl"),
     path("api/spans/<str:span_id>", api.span, name="api-span"),
     path("api/traces/<str:trace_id>", api.trace, name="api-trace"),
 ]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from datetime import datetime, timezone
+
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
 from llmflow_core.spans import TRACE_ID_RE
 from llmflow_core.store import BadCursor, StoreError
+from llmflow_dashboard import analytics as charts
+from llmflow_dashboard import export
 from llmflow_dashboard.queries import QueryError, query_from_params
 from llmflow_dashboard.repository import store
 
@@ -60,3 +64,41 @@ def healthz(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"status": "error", "store": current.name, "error": str(exc)},
                             status=503)
     return JsonResponse({"status": "ok", "store": current.name})
+
+
+@require_GET
+def analytics(request: HttpRequest) -> JsonResponse:
+    """Chart data for the current filters (default: the last 24 hours)."""
+    bucket = request.GET.get("bucket") or None
+    if bucket not in (None, "minute", "hour", "day"):
+        return _error("bucket must be minute, hour or day", 400)
+    try:
+        return JsonResponse(charts.build(store(), query_from_params(request.GET), bucket))
+    except (QueryError, ValueError) as exc:
+        return _error(str(exc), 400)
+    except StoreError as exc:
+        return _error(f"store unavailable: {exc}", 503)
+
+
+def _export(request: HttpRequest, lines, content_type: str, extension: str):
+    try:
+        query = query_from_params(request.GET)
+        spans = store().iter_spans(query)
+    except (QueryError, ValueError) as exc:
+        return _error(str(exc), 400)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    response = StreamingHttpResponse(lines(spans), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="llmflow-spans-{stamp}.{extension}"'
+    return response
+
+
+@require_GET
+def export_csv(request: HttpRequest):
+    """The filtered span list as CSV, streamed."""
+    return _export(request, export.csv_lines, "text/csv; charset=utf-8", "csv")
+
+
+@require_GET
+def export_jsonl(request: HttpRequest):
+    """The filtered span list as JSON Lines (one span document per line), streamed."""
+    return _export(request, export.jsonl_lines, "application/x-ndjson; charset=utf-8", "jsonl")

@@ -54,16 +54,46 @@ def traces(request: HttpRequest) -> HttpResponse:
         error, status = f"The store is not answering: {exc}", 503
     next_url = None
     if page is not None and page.next:
-        next_url = "?" + urlencode({**filters, "cursor": page.next})
+        next_url = "?" + urlencode([*filters, ("cursor", page.next)])
     return render(request, "llmflow/traces.html", {
+        **_filter_context(request, filters),
         "rows": presenters.rows(page.spans if page else []),
-        "filters": filters,
-        "presets": TIME_PRESETS,
         "error": error,
         "next_url": next_url,
         "live": not request.GET.get("cursor"),
-        "api_query": urlencode(filters),
     }, status=status)
+
+
+def _filter_context(request: HttpRequest, filters: list[tuple[str, str]]) -> dict[str, object]:
+    """What the shared filter form needs: current values, presets, suggestions."""
+    suggestions: dict[str, list[str]] = {}
+    try:
+        for field in ("model", "provider", "feature"):
+            suggestions[field] = store().distinct(field, limit=100)
+    except StoreError:
+        pass
+    return {
+        "f": request.GET,
+        "attrs": [a for a in request.GET.getlist("attr") if a],
+        "filters": filters,
+        "has_filters": bool(filters),
+        "query_string": urlencode(filters),
+        "presets": TIME_PRESETS,
+        "suggestions": suggestions,
+    }
+
+
+@require_GET
+def analytics(request: HttpRequest) -> HttpResponse:
+    filters = filter_params(request.GET)
+    error = None
+    try:
+        query_from_params(request.GET)
+    except (QueryError, ValueError) as exc:
+        error = str(exc)
+    return render(request, "llmflow/analytics.html", {**_filter_context(request, filters),
+                                                      "error": error},
+                  status=400 if error else 200)
 
 
 @require_GET

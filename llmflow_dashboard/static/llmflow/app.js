@@ -27,7 +27,19 @@
     }
     startLive();
     layoutWaterfall();
+    tidyFilters();
   });
+
+  // -- filters: leave empty fields out of the URL, so a shared link shows only what is set ------
+  function tidyFilters() {
+    var form = document.getElementById("filters");
+    if (!form) return;
+    form.addEventListener("submit", function () {
+      Array.prototype.forEach.call(form.elements, function (el) {
+        if (el.name && !el.value) el.disabled = true;
+      });
+    });
+  }
 
   // -- live trace list: poll for rows newer than the newest shown ------------------------------
   var POLL_MS = 1500;
