@@ -1,0 +1,23 @@
+from django.core.management import call_command
+
+from llmflow_core.demo import demo_spans
+from llmflow_core.store import SpanQuery
+
+
+def test_seed_demo_fills_the_store_with_varied_spans(data, capsys):
+    call_command("seed_demo", spans=600, days=2)
+    assert data.stats().spans == 600
+    assert "wrote 600 demo spans" in capsys.readouterr().out
+    statuses = {s.status.value for s in data.iter_spans(SpanQuery())}
+    assert statuses == {"success", "error", "cancelled"}
+    assert len(data.distinct("model")) >= 5
+    traces = {}
+    for span in data.iter_spans(SpanQuery()):
+        traces.setdefault(span.trace_id, []).append(span)
+    assert any(len(spans) > 1 and spans[-1].parent_span_id == spans[0].span_id for spans in traces.values())
+
+
+def test_demo_spans_are_deterministic():
+    first = [s.span_id for s in demo_spans(50, seed=3)]
+    assert first == [s.span_id for s in demo_spans(50, seed=3)]
+    assert first != [s.span_id for s in demo_spans(50, seed=4)]
