@@ -14,7 +14,8 @@ def test_seed_demo_fills_the_store_with_varied_spans(data, capsys):
     traces = {}
     for span in data.iter_spans(SpanQuery()):
         traces.setdefault(span.trace_id, []).append(span)
-    assert any(len(spans) > 1 and spans[-1].parent_span_id == spans[0].span_id for spans in traces.values())
+    runs = [sorted(spans, key=lambda s: s.start_time) for spans in traces.values() if len(spans) > 1]
+    assert runs and all(run[-1].parent_span_id == run[0].span_id for run in runs)  # agent runs
 
 
 def test_demo_spans_are_deterministic():
