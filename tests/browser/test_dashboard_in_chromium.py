@@ -83,7 +83,7 @@ def test_a_call_appears_live_and_opens_as_a_waterfall(page, stack, artifacts):
     # filters live in the URL
     page.fill("input[name=model]", "no-such-model")
     page.click("#filters button[type=submit]")
-    expect(page).to_have_url(f"{stack.dashboard.url}/?since=&model=no-such-model&provider=&status=")
+    expect(page).to_have_url(f"{stack.dashboard.url}/?model=no-such-model")  # only what is set
     expect(page.locator("tr", has_text=marker)).to_have_count(0)
     page.goto(stack.dashboard.url + "/?model=gpt-4o-mini-2024-07-18")
     expect(page.locator("tr", has_text=marker)).to_be_visible()
@@ -136,3 +136,39 @@ def test_logout(page, stack, artifacts):
     expect(page).to_have_url(stack.dashboard.url + "/login")
     page.goto(stack.dashboard.url + "/")
     expect(page).to_have_url(stack.dashboard.url + "/login")
+
+
+def test_search_export_and_analytics(page, stack, artifacts):
+    marker = f"srch{uuid.uuid4().hex[:6]}"
+    sdk = openai.OpenAI(base_url=stack.proxy.url + "/v1", api_key="sk-browser-test", max_retries=0)
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"find {marker} please"}],
+                                extra_headers={"X-Trace-User-Id": "ada", "X-Trace-Feature": "search-test"})
+    with pytest.raises(openai.BadRequestError):
+        sdk.chat.completions.create(model="gpt-4o-mini-error-400", messages=[{"role": "user", "content": "fail"}])
+    login(page, stack, artifacts)
+    expect(page.locator("tr", has_text=marker)).to_be_visible(timeout=5000)
+
+    page.fill("input[name=q]", marker)
+    page.click("#filters button[type=submit]")
+    expect(page).to_have_url(f"{stack.dashboard.url}/?q={marker}")  # empty fields left out
+    expect(page.locator("#span-rows tr")).to_have_count(1)
+
+    with page.expect_download() as download_info:
+        page.click("text=CSV")
+    download = download_info.value
+    assert download.suggested_filename.startswith("llmflow-spans-") and download.suggested_filename.endswith(".csv")
+    lines = open(download.path(), encoding="utf-8").read().splitlines()
+    assert len(lines) == 2 and "search-test" in lines[1] and "ada" in lines[1]
+
+    page.click("nav >> text=Analytics")
+    expect(page.locator("#analytics")).to_have_attribute("data-ready", "1", timeout=10000)
+    requests = int(page.locator('[data-total="requests"]').inner_text().replace(",", ""))
+    assert requests >= 2
+    assert page.locator('[data-total="error_rate"]').inner_text().endswith("%")
+    assert page.locator("#top-users").inner_text().count("ada") == 1
+    # every chart drew on its canvas
+    for chart in ("requests", "tokens", "cost", "latency", "errors", "models"):
+        assert page.evaluate(f"Chart.getChart(document.getElementById('chart-{chart}')) !== undefined"), chart
+    page.screenshot(path=str(artifacts / "analytics.png"), full_page=True)
+    page.click("#theme-toggle")
+    page.screenshot(path=str(artifacts / "analytics-dark.png"), full_page=True)

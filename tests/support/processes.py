@@ -103,11 +103,17 @@ def start_proxy(data_dir: Path, log_dir: Path, **env: Any) -> Service:
     return service
 
 
+_static_collected = False
+
+
 def ensure_static_collected() -> None:
-    """gunicorn serves static files through whitenoise's manifest: build it if missing."""
-    if not (ROOT / "staticfiles" / "staticfiles.json").exists():
+    """gunicorn serves static files through whitenoise's manifest: collect them once per test
+    session, so the browser never runs yesterday's JavaScript."""
+    global _static_collected
+    if not _static_collected:
         subprocess.run([str(RUNTIME_PYTHON), "manage.py", "collectstatic", "--noinput", "-v0"],
                        cwd=ROOT, check=True, env=llmflow_env(ROOT / "data"))
+        _static_collected = True
 
 
 def start_dashboard(data_dir: Path, log_dir: Path, **env: Any) -> Service:

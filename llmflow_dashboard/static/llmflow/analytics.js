@@ -89,7 +89,11 @@
       { label: "in", data: pick("prompt_tokens"), borderColor: accent, backgroundColor: accent },
       { label: "out", data: pick("completion_tokens"), borderColor: ok, backgroundColor: ok },
     ]);
-    draw("chart-cost", "bar", labels, [{ label: "USD", data: pick("cost"), backgroundColor: ok }]);
+    var usdTicks = { ticks: { color: css("--muted"), callback: function (v) { return money(v); } },
+                     grid: { color: css("--line") }, beginAtZero: true };
+    draw("chart-cost", "bar", labels, [{ label: "USD", data: pick("cost"), backgroundColor: ok }],
+         { scales: { x: { ticks: { color: css("--muted"), maxTicksLimit: 8 }, grid: { color: css("--line") } },
+                     y: usdTicks } });
     draw("chart-latency", "line", labels, [
       { label: "p50", data: pick("p50"), borderColor: accent, backgroundColor: accent },
       { label: "p95", data: pick("p95"), borderColor: err, backgroundColor: err },
@@ -103,7 +107,7 @@
     var models = data.cost_by_model;
     draw("chart-models", "bar", models.map(function (m) { return m.name; }),
          [{ label: "USD", data: models.map(function (m) { return m.cost; }), backgroundColor: accent }],
-         { indexAxis: "y" });
+         { indexAxis: "y", scales: { x: usdTicks, y: { ticks: { color: css("--muted") }, grid: { color: css("--line") } } } });
     fillTop("top-users", data.top_users);
     fillTop("top-features", data.top_features);
     document.getElementById("analytics").setAttribute("data-ready", "1");
