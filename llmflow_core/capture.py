@@ -14,7 +14,7 @@ from typing import Any
 from llmflow_core import pricing, providers
 from llmflow_core.exchange import Exchange
 from llmflow_core.providers.base import ParsedCall, Usage, loads
-from llmflow_core.redact import cap, redact_headers, redact_text, redact_url
+from llmflow_core.redact import cap, fit, redact_headers, redact_text, redact_url
 from llmflow_core.spans import Span, SpanStatus, from_timestamp
 from llmflow_core.tracing import trace_context
 
@@ -113,6 +113,9 @@ def _transport_error(exchange: Exchange) -> dict[str, Any]:
         kind = "client_disconnected"
     elif "timeout" in lowered or "timed out" in lowered:
         kind = "upstream_timeout"
+    elif any(word in lowered for word in ("disconnected", "reset", "closed connection")):
+        # connected, then the upstream hung up
+        kind = "upstream_disconnected"
     elif exchange.status_code is None:
         kind = "upstream_unreachable"
     else:
@@ -209,13 +212,20 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
             response_body, response_cut = stored_body(response_bytes, limit, resp_type)
     else:
         response_body, response_cut = stored_body(response_bytes, limit, resp_type)
-    if request_cut or response_cut:
+    # Parsed structures (JSON bodies, messages, the assembled output) get the same cap.
+    request_body, cut_a = fit(request_body, limit)
+    response_body, cut_b = fit(response_body, limit)
+    messages, cut_c = fit(call.messages, limit) if call is not None else (None, False)
+    output, cut_d = fit(call.output, limit) if call is not None else ({}, False)
+    if request_cut or response_cut or cut_a or cut_b or cut_c or cut_d:
         attributes["truncated"] = True
 
     status = SpanStatus.SUCCESS
-    if exchange.cancelled:
+    if exchange.cancelled and error is None:
         status = SpanStatus.CANCELLED
-        error = error or _transport_error(exchange)
+        error = _transport_error(exchange)
+    elif exchange.cancelled:  # the upstream failed first; the client then went away
+        status = SpanStatus.ERROR
     elif exchange.error:
         status = SpanStatus.ERROR
         error = error or _transport_error(exchange)
@@ -242,9 +252,9 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
         "size": exchange.response_size,
     }
     if call is not None:
-        request["messages"] = call.messages
+        request["messages"] = messages
         request["parameters"] = call.parameters
-        response["output"] = call.output
+        response["output"] = output
         if streamed:
             response["events"] = call.events
     if rate_limits:

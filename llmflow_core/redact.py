@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDACTED = "[redacted]"
@@ -60,3 +60,47 @@ def cap(data: bytes, limit: int) -> tuple[bytes, bool]:
     if limit and len(data) > limit:
         return data[:limit], True
     return data, False
+
+
+TRUNCATED = "…[truncated by LLMFlow]"
+
+
+def fit(value: Any, budget: int) -> tuple[Any, bool]:
+    """``value`` with long strings shortened and long lists cut so that its JSON form is about
+    ``budget`` characters at most; and whether anything was cut. A budget of 0 means no cap."""
+    if not budget:
+        return value, False
+    remaining = budget
+    cut = False
+
+    def walk(item: Any) -> Any:
+        nonlocal remaining, cut
+        if isinstance(item, str):
+            if len(item) > remaining:
+                cut = True
+                item = item[:max(remaining, 0)] + TRUNCATED
+            remaining -= len(item) + 2
+            return item
+        if isinstance(item, dict):
+            out = {}
+            for key, child in item.items():
+                if remaining <= 0:
+                    cut = True
+                    out["…"] = TRUNCATED
+                    break
+                remaining -= len(str(key)) + 4
+                out[key] = walk(child)
+            return out
+        if isinstance(item, (list, tuple)):
+            out_list = []
+            for index, child in enumerate(item):
+                if remaining <= 0:
+                    cut = True
+                    out_list.append(f"[{len(item) - index} more items {TRUNCATED}]")
+                    break
+                out_list.append(walk(child))
+            return out_list
+        remaining -= 8
+        return item
+
+    return walk(value), cut

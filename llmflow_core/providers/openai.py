@@ -132,6 +132,7 @@ def _chat_stream(body: bytes, call: ParsedCall, status: int | None) -> None:
         call.events += 1
         if "error" in chunk:
             call.error = error_from(chunk, status)
+            call.finish_reason = call.finish_reason_raw = "error"
             continue
         call.response_model = as_str(chunk.get("model")) or call.response_model
         usage = chunk.get("usage") or as_dict(chunk.get("x_groq")).get("usage")
@@ -181,6 +182,8 @@ def _chat_stream(body: bytes, call: ParsedCall, status: int | None) -> None:
                           "finish_reason": slot["finish_reason"], "index": index,
                           "tool_calls": tools})
     _set_output(call, assembled)
+    if call.error is not None and call.finish_reason is None:  # the stream failed mid-way
+        call.finish_reason = call.finish_reason_raw = "error"
 
 
 def parse_completions(request_body: Any, response: bytes, status: int | None, streamed: bool) -> ParsedCall:
@@ -219,7 +222,10 @@ def parse_embeddings(request_body: Any, response: bytes, status: int | None, str
     dimensions = None
     if vectors:
         first = as_dict(vectors[0]).get("embedding")
-        dimensions = len(first) if isinstance(first, list) else None
+        if isinstance(first, list):
+            dimensions = len(first)
+        elif isinstance(first, str):  # encoding_format=base64 (the SDK's default): float32s
+            dimensions = len(first.rstrip("=")) * 3 // 4 // 4
     # Never the vectors themselves: large and unreadable.
     call.output = {"embeddings": len(vectors), "dimensions": dimensions}
     call.response_body = {k: v for k, v in doc.items() if k != "data"} | {
@@ -227,7 +233,7 @@ def parse_embeddings(request_body: Any, response: bytes, status: int | None, str
     return call
 
 
-def _responses_output(doc: dict[str, Any], call: ParsedCall) -> None:
+def _responses_output(doc: dict[str, Any], call: ParsedCall, http_status: int | None = None) -> None:
     texts, tools, reasoning = [], [], []
     for item in as_list(doc.get("output")):
         item = as_dict(item)
@@ -266,7 +272,14 @@ def _responses_output(doc: dict[str, Any], call: ParsedCall) -> None:
     if doc.get("usage"):
         call.usage = usage_from(doc.get("usage"))
     if isinstance(doc.get("error"), dict):
-        call.error = error_from(doc, None)
+        call.error = error_from(doc, http_status)
+
+
+# Responses stream events that carry the first piece of output (text, tool arguments, reasoning).
+FIRST_TOKEN_EVENTS = frozenset({
+    "response.output_text.delta", "response.function_call_arguments.delta",
+    "response.reasoning_summary_text.delta", "response.reasoning_text.delta", "response.refusal.delta",
+})
 
 
 def parse_responses(request_body: Any, response: bytes, status: int | None, streamed: bool) -> ParsedCall:
@@ -285,7 +298,7 @@ def parse_responses(request_body: Any, response: bytes, status: int | None, stre
         doc = loads(response)
         call.response_body = doc
         call.error = error_from(doc, status)
-        _responses_output(as_dict(doc), call)
+        _responses_output(as_dict(doc), call, status)
         return call
     text: list[str] = []
     final: dict[str, Any] | None = None
@@ -297,17 +310,21 @@ def parse_responses(request_body: Any, response: bytes, status: int | None, stre
         kind = event.event or as_str(payload.get("type"))
         if kind == "response.output_text.delta" and isinstance(payload.get("delta"), str):
             text.append(payload["delta"])
-            if call.first_token_offset is None:
-                call.first_token_offset = event.offset
-        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+        if kind in FIRST_TOKEN_EVENTS and call.first_token_offset is None:
+            call.first_token_offset = event.offset
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
             final = as_dict(payload.get("response"))
         elif kind == "response.created":
             call.response_model = as_str(as_dict(payload.get("response")).get("model"))
         elif kind == "error":
-            call.error = {"type": as_str(payload.get("code")) or "stream_error",
-                          "message": str(payload.get("message") or ""), "status_code": status}
+            # the API nests the details under "error"; older docs showed them at the top level
+            detail = as_dict(payload.get("error")) or payload
+            call.error = {"type": as_str(detail.get("type")) or as_str(detail.get("code")) or "stream_error",
+                          "message": str(detail.get("message") or ""), "code": detail.get("code"),
+                          "status_code": status}
+            call.finish_reason = call.finish_reason_raw = "error"
     if final is not None:
-        _responses_output(final, call)
+        _responses_output(final, call, status)
     if text and "text" not in call.output:
         call.output["text"] = "".join(text)
     return call

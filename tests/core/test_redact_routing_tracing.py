@@ -72,3 +72,16 @@ def test_traceparent_makes_the_span_a_child():
     assert parse_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") is None
     assert parse_traceparent("00-" + "0" * 32 + "-00f067aa0ba902b7-01") is None
     assert trace_context([("traceparent", "garbage")]).parent_span_id is None
+
+
+def test_fit_caps_nested_structures():
+    import json
+
+    from llmflow_core.redact import fit
+
+    value = {"messages": [{"role": "user", "content": "x" * 10_000}] * 50, "n": 1}
+    capped, cut = fit(value, 4096)
+    assert cut and len(json.dumps(capped)) < 4096 + 600
+    small = {"a": ["b", 1, None]}
+    assert fit(small, 4096) == (small, False)
+    assert fit(value, 0) == (value, False)
