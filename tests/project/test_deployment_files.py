@@ -19,7 +19,8 @@ def compose() -> dict:
 def test_compose_parses_and_has_the_three_services():
     services = compose()["services"]
     assert set(services) == {"mongo", "proxy", "dashboard"}
-    assert services["proxy"]["ports"] == ["8080:8080"] and services["dashboard"]["ports"] == ["3000:3000"]
+    assert services["proxy"]["ports"] == ["8080:8080", "8081:8081"]
+    assert services["dashboard"]["ports"] == ["3000:3000"]
     assert "mongo-data:/data/db" in services["mongo"]["volumes"]
     for name in ("proxy", "dashboard"):
         assert services[name]["depends_on"]["mongo"]["condition"] == "service_healthy"
