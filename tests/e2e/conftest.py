@@ -63,7 +63,8 @@ def start_stack(tmp: Path, upstream: MockUpstream, **env: Any) -> Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     upstream = MockUpstream().start()
-    running = start_stack(tmp_path_factory.mktemp("stack"), upstream)
+    running = start_stack(tmp_path_factory.mktemp("stack"), upstream, UPSTREAM_ANTHROPIC=upstream.url,
+                          UPSTREAM_GEMINI=upstream.url, UPSTREAM_OLLAMA=upstream.url)
     yield running
     running.proxy.stop()
     running.dashboard.stop()

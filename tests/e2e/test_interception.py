@@ -132,3 +132,66 @@ def test_the_same_ca_survives_a_restart(stack, tmp_path):
         assert (confdir(stack) / "mitmproxy-ca-cert.pem").read_bytes() == before
     finally:
         again.stop()
+
+
+OTHER_SDKS = textwrap.dedent("""
+    import json, sys
+    import anthropic
+    from google import genai
+    from google.genai import types
+    marker = sys.argv[1]
+    claude = anthropic.Anthropic(api_key="sk-ant-intercepted-canary", max_retries=0)  # real default URL
+    plain = claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=64,
+                                   messages=[{"role": "user", "content": "hi"}],
+                                   extra_headers={"X-Trace-Marker": marker + "-anthropic"})
+    with claude.messages.stream(model="claude-3-5-haiku-latest", max_tokens=64,
+                                messages=[{"role": "user", "content": "hi"}],
+                                extra_headers={"X-Trace-Marker": marker + "-anthropic-stream"}) as stream:
+        streamed = "".join(stream.text_stream)
+    gemini = genai.Client(api_key="AIza-intercepted-canary-0123456789")
+    def options(tag):
+        return types.GenerateContentConfig(http_options=types.HttpOptions(headers={"X-Trace-Marker": marker + tag}))
+    g_plain = gemini.models.generate_content(model="gemini-2.0-flash", contents="hi", config=options("-gemini"))
+    g_streamed = "".join(chunk.text or "" for chunk in gemini.models.generate_content_stream(
+        model="gemini-2.0-flash", contents="hi", config=options("-gemini-stream")))
+    print(json.dumps({"anthropic": [plain.content[0].text, streamed], "gemini": [g_plain.text, g_streamed]}))
+""")
+
+
+def test_anthropic_and_gemini_sdks_through_https_proxy(stack):
+    marker = uuid.uuid4().hex
+    result = subprocess.run([sys.executable, "-c", OTHER_SDKS, marker], env=app_env(stack),
+                            capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"anthropic": [REPLY_TEXT, REPLY_TEXT], "gemini": [REPLY_TEXT, REPLY_TEXT]}
+    for tag, provider, streamed in (("-anthropic", "anthropic", False), ("-anthropic-stream", "anthropic", True),
+                                    ("-gemini", "gemini", False), ("-gemini-stream", "gemini", True)):
+        span = stack.span_where(lambda s: (s["attributes"].get("custom") or {}).get("marker") == marker + tag)
+        attrs = span["attributes"]
+        assert span["status"] == "success", tag
+        assert attrs["provider"] == provider and attrs["stream"] is streamed, tag
+        assert span["response"]["output"]["text"] == REPLY_TEXT, tag
+        assert attrs["completion_tokens"] == 10 and attrs["usage_estimated"] is False, tag
+        assert span["request"]["url"].startswith(stack.upstream.url), tag
+        text = json.dumps(span)
+        assert "intercepted-canary" not in text, tag
+        if streamed:
+            assert 0 < attrs["ttft_ms"] < span["duration"], tag
+
+
+def test_curl_streamed_through_https_proxy(stack):
+    marker = uuid.uuid4().hex
+    out = subprocess.run(
+        ["curl", "-sSN", "--proxy", f"http://127.0.0.1:{stack.proxy.intercept_port}",
+         "--cacert", str(confdir(stack) / "mitmproxy-ca-cert.pem"),
+         "https://api.openai.com/v1/chat/completions", "-H", "Authorization: Bearer sk-curl",
+         "-H", "Content-Type: application/json", "-H", f"X-Trace-Marker: {marker}",
+         "-d", json.dumps({"model": "gpt-4o-mini", "stream": True,
+                           "messages": [{"role": "user", "content": "curl stream"}]})],
+        capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.rstrip().endswith("data: [DONE]")
+    received = stack.upstream.last("/chat/completions")
+    assert out.stdout == received.sent.decode()  # byte for byte what the upstream sent
+    span = stack.span_where(lambda s: (s["attributes"].get("custom") or {}).get("marker") == marker)
+    assert span["attributes"]["stream"] is True and span["response"]["output"]["text"] == REPLY_TEXT
