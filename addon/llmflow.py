@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 try:
@@ -28,7 +27,7 @@ from llmflow_core import config as llmflow_config
 from llmflow_core.capture import CaptureOptions, build_span
 from llmflow_core.exchange import DEFAULT_HEAD_LIMIT, BodyTee, Exchange
 from llmflow_core.routing import Route, route_for_host, route_request
-from llmflow_core.store import SpanStore, open_store
+from llmflow_core.store import SpanStore, apply_retention, open_store
 from llmflow_core.tracing import is_trace_header
 from llmflow_core.writer import SpanWriter
 
@@ -62,12 +61,10 @@ class LLMFlow:
                                  maintenance=self._prune)
 
     def _prune(self, store: SpanStore) -> None:
-        """RETENTION_DAYS on every store (MongoDB also has a TTL index; this is SQLite's)."""
-        if self.config.retention_days:
-            cutoff = datetime.now(timezone.utc) - timedelta(days=self.config.retention_days)
-            removed = store.prune(cutoff)
-            if removed:
-                log.info("retention: removed %d span(s) older than %s", removed, cutoff)
+        """RETENTION_DAYS / RETENTION_PAYLOAD_DAYS, hourly (MongoDB also has a TTL index)."""
+        deleted, dropped = apply_retention(store, self.config)
+        if deleted or dropped:
+            log.info("retention: %d span(s) deleted, %d payload(s) dropped", deleted, dropped)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def running(self) -> None:

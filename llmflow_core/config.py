@@ -98,6 +98,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(0.0.0.0 in containers)."),
     Setting("RETENTION_DAYS", "30", "Spans older than this many days are deleted (0 keeps them).",
             parse_positive_int),
+    Setting("RETENTION_PAYLOAD_DAYS", "0", "Prompts and responses older than this many days are "
+            "dropped while counts and costs stay for the charts (0: kept as long as the span).",
+            parse_positive_int),
     Setting("MAX_RESPONSE_SIZE", "1MB", "Stored request and response bodies are cut at this size "
             "(the call itself is never cut).", parse_size, accepted="1MB, 512KB, 2048"),
     Setting("SERVICE_NAME", "llmflow-proxy", "Service name on proxied spans when the app sends no "
@@ -144,6 +147,7 @@ class Config:
     free_providers: frozenset[str]
     bind_host: str
     retention_days: int
+    retention_payload_days: int
     max_response_size: int
     service_name: str
     secret_key: str
@@ -199,6 +203,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         free_providers=frozenset(name.lower() for name in _split(values["FREE_PROVIDERS"])),
         bind_host=values["BIND_HOST"],
         retention_days=values["RETENTION_DAYS"],
+        retention_payload_days=values["RETENTION_PAYLOAD_DAYS"],
         max_response_size=values["MAX_RESPONSE_SIZE"],
         service_name=values["SERVICE_NAME"],
         secret_key=values["SECRET_KEY"],

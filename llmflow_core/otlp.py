@@ -49,12 +49,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from llmflow_core import pricing
-from llmflow_core.providers.base import Usage, loads
+from llmflow_core.providers.base import Usage, as_list, loads
 from llmflow_core.providers.openai import parse_arguments
 from llmflow_core.redact import REDACTED, is_secret_header, redact_text
 from llmflow_core.spans import ATTRIBUTES, Span, SpanSource, SpanStatus
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+INT64_MAX = 2**63 - 1  # stores (BSON) keep signed 64-bit integers; OTLP times are unsigned
 PROTOBUF = "protobuf"
 JSON = "json"
 MEDIA_TYPES = {
@@ -80,6 +81,8 @@ SPAN_KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "pro
               5: "consumer"}
 SPAN_KIND_NUMBERS = {name: number for number, name in SPAN_KINDS.items()}
 STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
+STATUS_VALUES = frozenset(status.value for status in SpanStatus)
+SOURCE_VALUES = frozenset(source.value for source in SpanSource)
 TRACELOOP_KINDS = ("workflow", "task", "agent", "tool")
 ASSOCIATION_PREFIX = "traceloop.association.properties."
 NAMED_ASSOCIATIONS = ("user_id", "session_id", "feature", "step")
@@ -374,7 +377,7 @@ def _span(pb, service: str, resource: dict, scope: dict,
     if SPAN_PREFIX + "source" in raw:  # exported by LLMFlow: read back as it was, unredacted
         return _from_llmflow_export(trace_id, span_id, parent, service, pb.name, start, end,
                                     _attrs(pb.attributes, redact=False)), True
-    events = [{"name": event.name, "time_unix_nano": event.time_unix_nano,
+    events = [{"name": event.name, "time_unix_nano": min(event.time_unix_nano, INT64_MAX),
                **({"attributes": _attrs(event.attributes)} if event.attributes else {})}
               for event in pb.events]
     links = [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
@@ -389,13 +392,13 @@ def _span(pb, service: str, resource: dict, scope: dict,
                             "trace_state": pb.trace_state}
     otel = {key: value for key, value in otel.items() if value not in ({}, [], "", None)}
 
-    mapped = map_attributes(raw, name=pb.name, error=status_code == "error",
+    mapped = map_attributes(raw, error=status_code == "error",
                             status_message=pb.status.message, events=events,
                             free_providers=free_providers)
     attributes = {**mapped.attributes, "otel": otel}
     status = SpanStatus.ERROR if status_code == "error" else SpanStatus.SUCCESS
     override = raw.get(SPAN_PREFIX + "status")
-    if override in {s.value for s in SpanStatus}:
+    if override in STATUS_VALUES:
         status = SpanStatus(override)
     return Span(trace_id=trace_id, span_id=span_id, parent_span_id=parent, service=service,
                 operation=pb.name, kind=mapped.kind, source=SpanSource.OTLP, start_time=start,
@@ -423,11 +426,11 @@ def _from_llmflow_export(trace_id: str, span_id: str, parent: str | None, servic
     try:
         return Span(trace_id=trace_id, span_id=span_id, parent_span_id=parent, service=service,
                     operation=name, kind=str(raw.get(SPAN_PREFIX + "kind") or "internal"),
-                    source=source if source in {s.value for s in SpanSource} else SpanSource.OTLP,
+                    source=source if source in SOURCE_VALUES else SpanSource.OTLP,
                     start_time=start, end_time=end,
                     duration=float(duration) if isinstance(duration, (int, float)) and not
                     isinstance(duration, bool) else (end - start).total_seconds() * 1000,
-                    status=status if status in {s.value for s in SpanStatus} else SpanStatus.SUCCESS,
+                    status=status if status in STATUS_VALUES else SpanStatus.SUCCESS,
                     attributes=attributes,
                     request=_json_field(raw, SPAN_PREFIX + "request") or {},
                     response=_json_field(raw, SPAN_PREFIX + "response") or {},
@@ -647,15 +650,14 @@ def _current_choices(raw: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         return None
     choices = []
     for index, message in enumerate(m for m in value if isinstance(m, dict)):
-        parts = message.get("parts") if isinstance(message.get("parts"), list) else []
-        texts = [str(p.get("content") or "") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
-        thoughts = [str(p.get("content") or "") for p in parts
-                    if isinstance(p, dict) and p.get("type") in ("reasoning", "thinking")]
+        parts = [p for p in as_list(message.get("parts")) if isinstance(p, dict)]
+        texts = [str(p.get("content") or "") for p in parts if p.get("type") == "text"]
+        thoughts = [str(p.get("content") or "") for p in parts if p.get("type") in ("reasoning", "thinking")]
         choices.append({
             "index": index,
             "text": "".join(texts) or None,
             "reasoning": "\n".join(thoughts) or None,
-            "tool_calls": [_tool_call(p) for p in parts if isinstance(p, dict) and p.get("type") == "tool_call"],
+            "tool_calls": [_tool_call(p) for p in parts if p.get("type") == "tool_call"],
             "finish_reason": _str(message.get("finish_reason")),
         })
     return choices
@@ -725,7 +727,7 @@ def _estimated(messages: list[dict[str, Any]] | None, output: dict[str, Any]) ->
     return Usage(prompt, completion, prompt + completion, estimated=True)
 
 
-def map_attributes(raw: Mapping[str, Any], *, name: str = "", error: bool = False,
+def map_attributes(raw: Mapping[str, Any], *, error: bool = False,
                    status_message: str = "", events: list[dict[str, Any]] | None = None,
                    free_providers: frozenset[str] = pricing.FREE_PROVIDERS) -> Mapped:
     """OpenTelemetry/OpenLLMetry attributes (either generation) -> LLMFlow's span fields."""
@@ -824,12 +826,10 @@ def map_attributes(raw: Mapping[str, Any], *, name: str = "", error: bool = Fals
         request["parameters"] = parameters
         response["output"] = output
     else:
-        body = _json_field(raw, "traceloop.entity.input")
-        if body is not None:
-            request["body"] = body
-        body = _json_field(raw, "traceloop.entity.output")
-        if body is not None:
-            response["body"] = body
+        for key, target in (("traceloop.entity.input", request), ("traceloop.entity.output", response)):
+            if raw.get(key) is not None:
+                body = _json_field(raw, key)
+                target["body"] = raw[key] if body is None and raw[key] != "null" else body
         method = _str(_first(raw, ("http.request.method", "http.method")))
         url = _str(_first(raw, ("url.full", "http.url")))
         if method:
@@ -843,7 +843,7 @@ def map_attributes(raw: Mapping[str, Any], *, name: str = "", error: bool = Fals
     for key, value in raw.items():
         if key.startswith(LLMFLOW_PREFIX) and not key.startswith(SPAN_PREFIX):
             name = key[len(LLMFLOW_PREFIX):]
-            if name in ATTRIBUTES or name in OTLP_ATTRIBUTES:
+            if name in ATTRIBUTES or name == "duplicate_of":
                 attributes[name] = value
 
     attributes = {k: v for k, v in attributes.items() if v is not None or k == "estimated_cost"}
@@ -852,7 +852,6 @@ def map_attributes(raw: Mapping[str, Any], *, name: str = "", error: bool = Fals
 
 
 # -- encoding -----------------------------------------------------------------------------------
-INT64_MAX = 2**63 - 1
 
 
 def any_value(value: Any) -> dict[str, Any]:

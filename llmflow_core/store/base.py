@@ -29,6 +29,11 @@ HISTOGRAM_BOUNDS: tuple[float, ...] = (
 HistogramField = Literal["duration", "ttft"]
 
 
+# What prune_payloads removes: the heavy, sensitive parts of a span.
+PAYLOAD_FIELDS = (("request", "body"), ("request", "messages"), ("response", "body"),
+                  ("response", "output"))
+
+
 class StoreError(RuntimeError):
     """The store could not do what was asked (unreachable, locked, full...)."""
 
@@ -186,6 +191,12 @@ class SpanStore(abc.ABC):
     @abc.abstractmethod
     def prune(self, before: datetime) -> int:
         """Delete spans that started before ``before``; returns how many went."""
+
+    @abc.abstractmethod
+    def prune_payloads(self, before: datetime) -> int:
+        """Drop prompts and responses (bodies, messages, output) of spans that started before
+        ``before``, keeping every attribute (counts and costs stay for the charts). Marks them
+        ``attributes.payload_pruned``; returns how many spans changed."""
 
     @abc.abstractmethod
     def stats(self) -> StoreStats: ...

@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from llmflow_core.spans import Span
 from llmflow_core.store.base import (
-    BUCKET_SECONDS, GROUP_FIELDS, HISTOGRAM_BOUNDS, Bucket, BucketRow, HistogramField,
+    BUCKET_SECONDS, GROUP_FIELDS, HISTOGRAM_BOUNDS, PAYLOAD_FIELDS, Bucket, BucketRow, HistogramField,
     HistogramRow, Page, SpanQuery, SpanStore, StoreError, StoreStats, decode_cursor, encode_cursor,
 )
 
@@ -264,6 +264,16 @@ class MongoStore(SpanStore):
             return self.spans.delete_many({"startTime": {"$lt": before}}).deleted_count
         except PyMongoError as exc:
             raise StoreError(f"mongo: {exc}") from exc
+
+    def prune_payloads(self, before: datetime) -> int:
+        try:
+            result = self.spans.update_many(
+                {"startTime": {"$lt": before}, "attributes.payload_pruned": {"$exists": False}},
+                {"$unset": {f"{a}.{b}": "" for a, b in PAYLOAD_FIELDS},
+                 "$set": {"attributes.payload_pruned": True}})
+        except PyMongoError as exc:
+            raise StoreError(f"mongo: {exc}") from exc
+        return result.modified_count
 
     def stats(self) -> StoreStats:
         try:

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 from llmflow_core.spans import Span
 from llmflow_core.text import search_text
 from llmflow_core.store.base import (
-    BUCKET_SECONDS, GROUP_FIELDS, HISTOGRAM_BOUNDS, Bucket, BucketRow, HistogramField,
+    BUCKET_SECONDS, GROUP_FIELDS, HISTOGRAM_BOUNDS, PAYLOAD_FIELDS, Bucket, BucketRow, HistogramField,
     HistogramRow, Page, SpanQuery, SpanStore, StoreError, StoreStats, decode_cursor, encode_cursor,
 )
 
@@ -317,6 +317,29 @@ class SQLiteStore(SpanStore):
             deleted = conn.execute("DELETE FROM spans WHERE start_ms < ?", (to_ms(before),)).rowcount
             conn.execute("PRAGMA incremental_vacuum")
             return deleted
+
+    def prune_payloads(self, before: datetime) -> int:
+        paths = ", ".join(f"'$.{a}.{b}'" for a, b in PAYLOAD_FIELDS)
+        with self._guard():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [row[0] for row in conn.execute(
+                    "SELECT rowid FROM spans WHERE start_ms < ? AND "
+                    "json_extract(doc, '$.attributes.payload_pruned') IS NULL", (to_ms(before),))]
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    conn.execute(f"UPDATE spans SET doc = json_set(json_remove(doc, {paths}), "
+                                 f"'$.attributes.payload_pruned', json('true')) WHERE rowid IN ({marks})",
+                                 chunk)
+                    conn.execute(f"DELETE FROM spans_fts WHERE rowid IN ({marks})", chunk)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("PRAGMA incremental_vacuum")
+            return len(ids)
 
     def stats(self) -> StoreStats:
         with self._guard():

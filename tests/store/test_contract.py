@@ -227,3 +227,20 @@ def test_group_by_user_and_distinct_values(store):
     assert store.distinct("user_id", SpanQuery(model="gpt-4o")) == ["u2"]
     with pytest.raises(ValueError):
         store.distinct("doc")
+
+
+def test_prune_payloads_keeps_counts_and_costs(store):
+    old = make_span(start=T0 - timedelta(days=20), prompt="secret old prompt", answer="old answer")
+    new = make_span(start=T0, prompt="fresh prompt")
+    store.write_batch([old, new])
+    assert store.prune_payloads(T0 - timedelta(days=7)) == 1
+    assert store.prune_payloads(T0 - timedelta(days=7)) == 0  # once only
+    got = store.get_span(old.span_id)
+    assert "messages" not in got.request and "output" not in got.response
+    assert got.attributes["payload_pruned"] is True
+    assert got.attributes["total_tokens"] == old.attributes["total_tokens"]
+    assert got.attributes["estimated_cost"] == old.attributes["estimated_cost"]
+    assert got.request["method"] == "POST"
+    assert store.get_span(new.span_id) == new
+    assert store.list_spans(SpanQuery(text="secret")).spans == []  # gone from search too
+    assert sum(r.requests for r in store.aggregate(SpanQuery(), bucket="day")) == 2
