@@ -27,12 +27,26 @@ from llmflow_core import config as llmflow_config
 from llmflow_core.capture import CaptureOptions, build_span
 from llmflow_core.exchange import DEFAULT_HEAD_LIMIT, BodyTee, Exchange
 from llmflow_core.routing import Route, route_for_host, route_request
+from llmflow_core.otlp import mark_duplicates
+from llmflow_core.spans import Span
+from llmflow_core.spool import Spool
+from llmflow_core.status import status_file
 from llmflow_core.store import SpanStore, apply_retention, open_store
 from llmflow_core.tracing import is_trace_header
 from llmflow_core.writer import SpanWriter
 
 log = logging.getLogger("llmflow.addon")
 META = "llmflow"
+
+
+def mark_proxied_duplicates(store: SpanStore, spans: list[Span]) -> list[Span]:
+    """A proxied call whose parent is the app's own SDK span of the same call (traceparent)
+    is a second record of that call: mark it, so totals count the call once."""
+    parents = {span.parent_span_id for span in spans if span.parent_span_id and span.kind == "llm"}
+    if not parents:
+        return spans
+    stored = [found for found in (store.get_span(parent) for parent in parents) if found]
+    return mark_duplicates(spans, stored) if stored else spans
 
 
 class _Pending:
@@ -56,9 +70,12 @@ class LLMFlow:
                                       service_name=self.config.service_name,
                                       free_providers=self.config.free_providers)
         self.head_limit = max(DEFAULT_HEAD_LIMIT, 4 * self.config.max_response_size)
+        data_dir = self.config.data_dir
         self.writer = SpanWriter(lambda: open_store(self.config),
                                  lambda exchange: build_span(exchange, self.options),
-                                 maintenance=self._prune)
+                                 spool=Spool(data_dir / "spool", self.config.spool_max_size),
+                                 maintenance=self._prune, prepare=mark_proxied_duplicates,
+                                 status_path=status_file(data_dir))
 
     def _prune(self, store: SpanStore) -> None:
         """RETENTION_DAYS / RETENTION_PAYLOAD_DAYS, hourly (MongoDB also has a TTL index)."""

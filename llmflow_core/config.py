@@ -107,6 +107,13 @@ SETTINGS: tuple[Setting, ...] = (
             "X-Trace-Service header."),
     Setting("SECRET_KEY", "", "Django secret key. Empty: one is generated once and kept in "
             "LLMFLOW_DATA_DIR.", secret=True),
+    Setting("OTLP_INGEST_TOKEN", "", "Token the OTLP receiver (/v1/traces) requires as "
+            "'Authorization: Bearer <token>' (Traceloop SDK: TRACELOOP_API_KEY). Empty: anyone "
+            "who reaches the dashboard port may send spans.", secret=True),
+    Setting("OTLP_MAX_BODY_SIZE", "16MB", "Largest OTLP request accepted, before and after gzip "
+            "(413 above it).", parse_size, accepted="16MB, 512KB"),
+    Setting("SPOOL_MAX_SIZE", "512MB", "Disk the proxy may use to keep spans while the store is "
+            "down or slow; they are written when it is back.", parse_size, accepted="512MB, 1GB"),
     Setting("LOG_LEVEL", "INFO", "Log level of the proxy and the dashboard."),
     Setting("ALLOWED_HOSTS", "*", "Dashboard host names, comma-separated (Django ALLOWED_HOSTS)."),
     Setting("CSRF_TRUSTED_ORIGINS", "", "Origins allowed to post forms when the dashboard is behind "
@@ -151,6 +158,9 @@ class Config:
     max_response_size: int
     service_name: str
     secret_key: str
+    otlp_ingest_token: str
+    otlp_max_body_size: int
+    spool_max_size: int
     log_level: str
     allowed_hosts: tuple[str, ...]
     csrf_trusted_origins: tuple[str, ...]
@@ -207,6 +217,9 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         max_response_size=values["MAX_RESPONSE_SIZE"],
         service_name=values["SERVICE_NAME"],
         secret_key=values["SECRET_KEY"],
+        otlp_ingest_token=values["OTLP_INGEST_TOKEN"].strip(),
+        otlp_max_body_size=values["OTLP_MAX_BODY_SIZE"],
+        spool_max_size=values["SPOOL_MAX_SIZE"],
         log_level=values["LOG_LEVEL"].upper(),
         allowed_hosts=_split(values["ALLOWED_HOSTS"]),
         csrf_trusted_origins=_split(values["CSRF_TRUSTED_ORIGINS"]),

@@ -66,6 +66,10 @@ ATTRIBUTES: dict[str, str] = {
     "step": "workflow step name, from X-Trace-Step",
     "truncated": "true when a stored body was cut at MAX_RESPONSE_SIZE",
     "custom": "other X-Trace-<Name> headers, as {name: value}",
+    "otel": "a span received over OTLP: its original attributes, as sent",
+    "duplicate_of": "this record is a second view of the call recorded as that span id (an SDK "
+                    "span and the proxy's span of the same call); totals count the call once",
+    "payload_pruned": "prompts and responses were dropped by RETENTION_PAYLOAD_DAYS",
 }
 
 

@@ -47,7 +47,8 @@ def build(store: SpanStore, query: SpanQuery, bucket: Bucket | None = None,
     now = now or datetime.now(timezone.utc)
     since = query.since or (now - DEFAULT_RANGE)
     until = query.until or now
-    query = replace(query, since=since, until=until, cursor=None)
+    # each call once: no workflow/task spans, no second record of a call seen by SDK and proxy
+    query = replace(query, since=since, until=until, cursor=None, counted_only=True)
     bucket = bucket or pick_bucket(since, until)
 
     rows = store.aggregate(query, bucket=bucket)

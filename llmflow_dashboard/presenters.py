@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from llmflow_core import otlp
 from llmflow_core.spans import Span
 from llmflow_core.text import content_text, message_text
 
@@ -73,6 +74,7 @@ class Bar:
     width_pct: float
     ttft_pct: float | None
     label: str
+    twin: str | None = None  # the other record of the same call (SDK span <-> proxy span)
 
 
 def waterfall(spans: list[Span]) -> tuple[list[Bar], float]:
@@ -89,6 +91,7 @@ def waterfall(spans: list[Span]) -> tuple[list[Bar], float]:
         parent = span.parent_span_id if span.parent_span_id in ids else None
         by_parent.setdefault(parent, []).append(span)
     bars: list[Bar] = []
+    twins = otlp.duplicate_pairs(spans)
 
     def walk(parent: str | None, depth: int) -> None:
         for span in sorted(by_parent.get(parent, []), key=lambda s: (s.start_time, s.span_id)):
@@ -99,6 +102,7 @@ def waterfall(spans: list[Span]) -> tuple[list[Bar], float]:
                 round(max(span.duration, 0.0) / total_ms * 100, 3),
                 round(ttft / max(span.duration, 1e-9) * 100, 3) if isinstance(ttft, (int, float)) and span.duration else None,
                 span.attributes.get("model") or span.operation,
+                twins.get(span.span_id),
             ))
             walk(span.span_id, depth + 1)
 

@@ -70,6 +70,7 @@ TEMPLATES = [{
         "django.template.context_processors.request",
         "django.template.context_processors.csrf",
         "llmflow_dashboard.auth.context",
+        "llmflow_dashboard.health.context",
     ]},
 }]
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from llmflow_dashboard.views import api, pages
+from llmflow_dashboard.views import api, otlp, pages
 
 urlpatterns = [
     path("", pages.traces, name="traces"),
@@ -16,4 +16,8 @@ urlpatterns = [
     path("api/export.jsonl", api.export_jsonl, name="export-jsonl"),
     path("api/spans/<str:span_id>", api.span, name="api-span"),
     path("api/traces/<str:trace_id>", api.trace, name="api-trace"),
+    path("api/traces/<str:trace_id>/otlp", otlp.export_trace, name="api-trace-otlp"),
+    path("v1/traces", otlp.traces, name="otlp-traces"),
+    path("v1/metrics", otlp.accepted_and_dropped, name="otlp-metrics"),
+    path("v1/logs", otlp.accepted_and_dropped, name="otlp-logs"),
 ]

@@ -57,6 +57,8 @@ class SpanQuery:
     max_tokens: int | None = None  # total_tokens <= max_tokens
     min_cost: float | None = None
     text: str | None = None  # full-text search in prompts, answers, tool calls and errors
+    # Totals: only LLM/HTTP calls (no workflow/task spans), and each call once (no duplicate_of).
+    counted_only: bool = False
     attributes: Mapping[str, str] = field(default_factory=dict)  # exact attribute values
     limit: int = 50
     cursor: str | None = None  # from Page.next: continue after that span

@@ -86,6 +86,8 @@ def mongo_filter(query: SpanQuery, *, with_cursor: bool = True) -> dict[str, Any
     if query.text:
         pattern = re.compile(r"\s+".join(re.escape(word) for word in query.text.split()), re.IGNORECASE)
         clauses.append({"$or": [{path: pattern} for path in TEXT_PATHS]})
+    if query.counted_only:
+        clauses.append({"kind": {"$in": ["llm", "http"]}, "attributes.duplicate_of": {"$exists": False}})
     if with_cursor and query.cursor:
         millis, span_id = decode_cursor(query.cursor)
         moment = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)

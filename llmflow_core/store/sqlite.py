@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS spans (
     session_id TEXT,
     feature TEXT,
     ttft REAL,
+    kind TEXT,
+    duplicate_of TEXT,
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ms DESC, span_id DESC);
@@ -51,8 +53,8 @@ CREATE INDEX IF NOT EXISTS spans_model ON spans (model, start_ms DESC, span_id D
 CREATE INDEX IF NOT EXISTS spans_provider ON spans (provider, start_ms DESC, span_id DESC);
 CREATE INDEX IF NOT EXISTS spans_status ON spans (status, start_ms DESC, span_id DESC);
 -- Covering index for charts: a time range is aggregated from the index alone, never the rows.
-CREATE INDEX IF NOT EXISTS spans_stats ON spans (start_ms, status, duration, ttft, prompt_tokens,
-    completion_tokens, cost, model, provider, user_id, feature);
+CREATE INDEX IF NOT EXISTS spans_stats ON spans (start_ms, kind, duplicate_of, status, duration,
+    ttft, prompt_tokens, completion_tokens, cost, model, provider, user_id, feature);
 CREATE INDEX IF NOT EXISTS spans_user ON spans (user_id, start_ms DESC) WHERE user_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_session ON spans (session_id, start_ms DESC) WHERE session_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_feature ON spans (feature, start_ms DESC) WHERE feature IS NOT NULL;
@@ -64,8 +66,8 @@ END;
 """
 COLUMNS = ("span_id", "trace_id", "parent_span_id", "start_ms", "end_ms", "duration", "status",
            "service", "provider", "model", "prompt_tokens", "completion_tokens", "total_tokens",
-           "cost", "user_id", "session_id", "feature", "ttft", "doc")
-SCHEMA_VERSION = 1
+           "cost", "user_id", "session_id", "feature", "ttft", "kind", "duplicate_of", "doc")
+SCHEMA_VERSION = 2
 INSERT = f"INSERT OR IGNORE INTO spans ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 INSERT_TEXT = "INSERT INTO spans_fts (rowid, text) VALUES (?, ?)"
 GROUP_COLUMNS = {name: name for name in GROUP_FIELDS}
@@ -101,6 +103,7 @@ def row_for(span: Span) -> tuple[Any, ...]:
         _int(attrs.get("completion_tokens")), _int(attrs.get("total_tokens")),
         _number(attrs.get("estimated_cost")), _text(attrs.get("user_id")),
         _text(attrs.get("session_id")), _text(attrs.get("feature")), _number(attrs.get("ttft_ms")),
+        span.kind, _text(attrs.get("duplicate_of")),
         json.dumps(span.to_json(), ensure_ascii=False, default=str),
     )
 
@@ -147,6 +150,8 @@ def where(query: SpanQuery, *, with_cursor: bool = True) -> tuple[str, list[Any]
             add("json_extract(doc, ?) = ?", path, value)
     if query.text:
         add("rowid IN (SELECT rowid FROM spans_fts WHERE spans_fts MATCH ?)", fts_phrase(query.text))
+    if query.counted_only:
+        add("kind IN ('llm', 'http') AND duplicate_of IS NULL")
     if with_cursor and query.cursor:
         millis, span_id = decode_cursor(query.cursor)
         add("(start_ms < ? OR (start_ms = ? AND span_id < ?))", millis, millis, span_id)

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET
 from llmflow_core.spans import TRACE_ID_RE
 from llmflow_core.store import BadCursor, StoreError
 from llmflow_dashboard import analytics as charts
-from llmflow_dashboard import export
+from llmflow_dashboard import export, health
 from llmflow_dashboard.queries import QueryError, query_from_params
 from llmflow_dashboard.repository import store
 
@@ -58,12 +58,16 @@ def trace(request: HttpRequest, trace_id: str) -> JsonResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     """Unauthenticated liveness and store check, for Docker and load balancers."""
     current = store()
+    proxies = [{"host": s.get("host"), "pid": s.get("pid"), "written": s.get("written"),
+                "spooled": s.get("spooled"), "dropped": s.get("dropped"),
+                "store_ok": s.get("store_ok"), "spool_bytes": s.get("spool_bytes")}
+               for s in health.proxies()]
     try:
         current.ping()
     except StoreError as exc:
-        return JsonResponse({"status": "error", "store": current.name, "error": str(exc)},
-                            status=503)
-    return JsonResponse({"status": "ok", "store": current.name})
+        return JsonResponse({"status": "error", "store": current.name, "error": str(exc),
+                             "proxies": proxies}, status=503)
+    return JsonResponse({"status": "ok", "store": current.name, "proxies": proxies})
 
 
 @require_GET

@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from llmflow_core import otlp
 from llmflow_core.spans import TRACE_ID_RE
 from llmflow_core.store import BadCursor, StoreError
 from llmflow_dashboard import auth, presenters
@@ -125,6 +126,7 @@ def trace(request: HttpRequest, trace_id: str) -> HttpResponse:
         "selected": selected,
         "details": [(bar.span, presenters.pretty_json(bar.span.to_json()),
                      presenters.conversation(bar.span)) for bar in bars],
+        # each call once: an SDK span and the proxy's span of one call are one cost
         "total_cost": presenters.fmt_cost(sum(
-            s.attributes.get("estimated_cost") or 0 for s in spans)),
+            s.attributes.get("estimated_cost") or 0 for s in otlp.counted(spans))),
     })

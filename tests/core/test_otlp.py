@@ -609,7 +609,9 @@ def test_presentation_and_totals_whatever_the_order():
 
 # -- every store keeps an ingested span as it came ------------------------------------------------
 def test_stores_keep_ingested_spans(store):
-    spans = ingested_spans()
+    far_event = pb_span("odd.event", {}, events=[{"name": "late", "time_unix_nano": 2**64 - 1}])
+    spans = ingested_spans() + decode(protobuf(far_event))
+    assert spans[-1].attributes["otel"]["events"][0]["time_unix_nano"] == 2**63 - 1  # fits every store
     assert store.write_batch(spans) == len(spans)
     assert store.write_batch(spans) == 0  # an exporter's retry is harmless
     for span in spans:
@@ -627,3 +629,9 @@ def test_only_spans_read_back_from_an_export_are_kept_verbatim():
     again = otlp.parse_request(json.dumps(otlp.encode_json(fresh[:2])).encode(), JSON)
     assert again.verbatim == {s.span_id for s in fresh[:2]}
     assert otlp.parse_request(protobuf(pb_span("openai.chat", LEGACY_OPENAI)), PROTOBUF).verbatim == set()
+
+
+def test_entity_input_that_is_not_json_is_kept_as_text():
+    span = one(protobuf(pb_span("t.task", {"traceloop.span.kind": "task", "traceloop.entity.input": "plain words",
+                                           "traceloop.entity.output": "null"})))
+    assert span.request == {"body": "plain words"} and span.response == {"body": None}

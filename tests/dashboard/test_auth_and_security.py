@@ -14,7 +14,7 @@ def test_pages_redirect_to_login_and_api_answers_401(data):
 
 
 def test_healthz_needs_no_login(data):
-    assert Client().get("/healthz").json() == {"status": "ok", "store": data.name}
+    assert Client().get("/healthz").json() == {"status": "ok", "store": data.name, "proxies": []}
 
 
 def test_login_logout_and_the_default_credentials_banner(data):

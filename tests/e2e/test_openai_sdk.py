@@ -168,7 +168,11 @@ def test_json_api_needs_auth_and_healthz_does_not(stack):
     assert requests.get(stack.dashboard.url + "/api/spans", timeout=5).status_code == 401
     assert requests.get(stack.dashboard.url + "/api/spans", auth=("llmflow", "wrong"), timeout=5).status_code == 401
     health = requests.get(stack.dashboard.url + "/healthz", timeout=5)
-    assert health.status_code == 200 and health.json() == {"status": "ok", "store": "sqlite"}
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok" and health.json()["store"] == "sqlite"
+    proxies = health.json()["proxies"]  # each running proxy reports its counters
+    assert proxies and all(p["dropped"] == 0 and p["store_ok"] for p in proxies)
+    assert sum(p["written"] for p in proxies) > 0
     page = requests.get(stack.dashboard.url + "/", allow_redirects=False, timeout=5)
     assert page.status_code == 302 and page.headers["location"].startswith("/login")
 

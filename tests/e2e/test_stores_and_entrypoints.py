@@ -30,7 +30,7 @@ def test_proxy_and_dashboard_on_mongodb(tmp_path, mongo_server, upstream):
         spans = stack.wait_for_spans(2)
         assert {s["attributes"]["stream"] for s in spans} == {True, False}
         assert all(s["attributes"]["completion_tokens"] == 10 for s in spans)
-        assert stack.api("/healthz") == {"status": "ok", "store": "mongo"}
+        assert stack.api("/healthz")["store"] == "mongo"
         trace = stack.api(f"/api/traces/{spans[0]['traceId']}")
         assert trace["spans"][0]["spanId"] == spans[0]["spanId"]
         assert not (stack.data_dir / "llmflow.sqlite3").exists()  # nothing went to SQLite
