@@ -10,9 +10,12 @@ fails, the call goes on untouched: recording is never allowed to break the user'
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import sys
 import time
+import weakref
 from pathlib import Path
 
 try:
@@ -21,6 +24,7 @@ except ImportError:  # loaded by path (mitmdump -s addon/llmflow.py): make the r
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mitmproxy import http
+from mitmproxy.addons.proxyauth import make_auth_required_response, parse_http_basic_auth
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from llmflow_core import config as llmflow_config
@@ -37,6 +41,10 @@ from llmflow_core.writer import SpanWriter
 
 log = logging.getLogger("llmflow.addon")
 META = "llmflow"
+ACCESS_HEADER = "x-llmflow-key"
+ACCESS_DENIED = json.dumps({"error": {
+    "message": "LLMFlow: this proxy needs its access key in the X-LLMFlow-Key header",
+    "type": "llmflow_access_denied"}}).encode()
 
 
 def mark_proxied_duplicates(store: SpanStore, spans: list[Span]) -> list[Span]:
@@ -70,6 +78,9 @@ class LLMFlow:
                                       service_name=self.config.service_name,
                                       free_providers=self.config.free_providers)
         self.head_limit = max(DEFAULT_HEAD_LIMIT, 4 * self.config.max_response_size)
+        self._inflight: dict[str, http.HTTPFlow] = {}  # routed, not finished yet
+        # HTTPS_PROXY connections that showed the access key on CONNECT
+        self._authorized: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         data_dir = self.config.data_dir
         self.writer = SpanWriter(lambda: open_store(self.config),
                                  lambda exchange: build_span(exchange, self.options),
@@ -90,13 +101,56 @@ class LLMFlow:
                  else self.config.sqlite_path)
 
     def done(self) -> None:
+        # Calls still in flight when the proxy stops are recorded with what they got so far.
+        for flow in list(self._inflight.values()):
+            pending = flow.metadata.pop(META, None)
+            if pending is not None:
+                exchange = self._exchange(flow, pending)
+                exchange.error = exchange.error or "the LLMFlow proxy shut down during the call"
+                exchange.cancelled = True
+                self.writer.submit(exchange)
+        self._inflight.clear()
         self.writer.stop()
         stats = self.writer.stats
         log.info("LLMFlow stopped: %d span(s) written, %d dropped", stats.written, stats.dropped)
 
+    # -- access control (PROXY_ACCESS_KEY) -------------------------------------------------------
+    def _key_ok(self, supplied: str | None) -> bool:
+        return hmac.compare_digest((supplied or "").encode(), self.config.proxy_access_key.encode())
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """HTTPS_PROXY mode: the key comes as the proxy password on CONNECT; the connection is
+        then trusted for the requests inside it."""
+        if not self.config.proxy_access_key:
+            return
+        header = flow.request.headers.get("proxy-authorization", "")
+        try:
+            _scheme, _user, password = parse_http_basic_auth(header)
+        except ValueError:
+            password = flow.request.headers.get(ACCESS_HEADER)
+        if self._key_ok(password):
+            self._authorized[flow.client_conn] = True
+            flow.request.headers.pop("proxy-authorization", None)
+        else:
+            flow.response = make_auth_required_response(is_proxy=True)
+
+    def _access_denied(self, flow: http.HTTPFlow) -> bool:
+        key = self.config.proxy_access_key
+        if not key:
+            return False
+        supplied = flow.request.headers.pop(ACCESS_HEADER, None)
+        if self._key_ok(supplied) or self._authorized.get(flow.client_conn):
+            return False
+        log.warning("refused a call without a valid %s from %s", ACCESS_HEADER,
+                    flow.client_conn.peername)
+        flow.response = http.Response.make(401, ACCESS_DENIED, {"content-type": "application/json"})
+        return True
+
     # -- hooks ---------------------------------------------------------------------------------
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         try:
+            if self._access_denied(flow):
+                return
             self._route(flow)
         except Exception:  # never break the call
             log.exception("routing failed; forwarding unchanged and unrecorded")
@@ -118,6 +172,7 @@ class LLMFlow:
         request.path = route.path
         flow.metadata[META] = _Pending(route, path, trace_headers,
                                        request.timestamp_start or time.time())
+        self._inflight[flow.id] = flow
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         pending = flow.metadata.get(META)
@@ -134,6 +189,7 @@ class LLMFlow:
         self._finish(flow)
 
     def _finish(self, flow: http.HTTPFlow) -> None:
+        self._inflight.pop(flow.id, None)
         pending: _Pending | None = flow.metadata.pop(META, None)
         if pending is None:
             return

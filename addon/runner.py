@@ -32,6 +32,8 @@ class LLMFlowNextLayer(next_layer.NextLayer):
     """``allow_hosts`` limits HTTPS_PROXY interception to LLM API hosts; base-URL (reverse)
     connections are always LLMFlow's to handle, whatever their upstream is."""
 
+    name = "nextlayer"  # the proxy server looks its layer decider up by this name
+
     def _ignore_connection(self, context, data_client, data_server):  # type: ignore[override]
         if isinstance(context.client.proxy_mode, ReverseMode):
             return False

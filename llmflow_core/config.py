@@ -112,6 +112,10 @@ SETTINGS: tuple[Setting, ...] = (
             "who reaches the dashboard port may send spans.", secret=True),
     Setting("OTLP_MAX_BODY_SIZE", "16MB", "Largest OTLP request accepted, before and after gzip "
             "(413 above it).", parse_size, accepted="16MB, 512KB"),
+    Setting("PROXY_ACCESS_KEY", "", "When set, callers must send it as the X-LLMFlow-Key header "
+            "(or, in HTTPS_PROXY mode, as the proxy password: http://llmflow:<key>@host:8081); "
+            "it is removed before the call goes upstream. Empty: anyone who reaches the proxy "
+            "ports may use it.", secret=True),
     Setting("SPOOL_MAX_SIZE", "512MB", "Disk the proxy may use to keep spans while the store is "
             "down or slow; they are written when it is back.", parse_size, accepted="512MB, 1GB"),
     Setting("LOG_LEVEL", "INFO", "Log level of the proxy and the dashboard."),
@@ -161,6 +165,7 @@ class Config:
     otlp_ingest_token: str
     otlp_max_body_size: int
     spool_max_size: int
+    proxy_access_key: str
     log_level: str
     allowed_hosts: tuple[str, ...]
     csrf_trusted_origins: tuple[str, ...]
@@ -220,6 +225,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         otlp_ingest_token=values["OTLP_INGEST_TOKEN"].strip(),
         otlp_max_body_size=values["OTLP_MAX_BODY_SIZE"],
         spool_max_size=values["SPOOL_MAX_SIZE"],
+        proxy_access_key=values["PROXY_ACCESS_KEY"],
         log_level=values["LOG_LEVEL"].upper(),
         allowed_hosts=_split(values["ALLOWED_HOSTS"]),
         csrf_trusted_origins=_split(values["CSRF_TRUSTED_ORIGINS"]),

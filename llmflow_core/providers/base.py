@@ -67,13 +67,19 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def as_int(value: Any) -> int | None:
+    """An integer count, or None. Beyond signed 64 bits (no real count is) it is None too: the
+    stores cannot hold it (SQLite INTEGER columns, BSON), and one such span would fail the whole
+    batch it is written in (found by tests/fuzz)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, float):
+        value = int(value) if value.is_integer() else None  # inf and nan are not integers
+    if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX:
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
     return None
 
 
