@@ -14,7 +14,9 @@ from typing import Any
 from llmflow_core import pricing, providers
 from llmflow_core.exchange import Exchange
 from llmflow_core.providers.base import ParsedCall, Usage, loads
-from llmflow_core.redact import cap, fit, redact_headers, redact_text, redact_url
+from llmflow_core.redact import (
+    cap, fit, is_secret_header, redact_headers, redact_text, redact_url, storable, storable_text,
+)
 from llmflow_core.spans import Span, SpanStatus, from_timestamp
 from llmflow_core.tracing import trace_context
 
@@ -158,7 +160,8 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
     if request_id:
         attributes["request_id"] = request_id
     rate_limits = {k.lower(): v for k, v in exchange.response_headers
-                   if "ratelimit" in k.lower() or k.lower() in ("retry-after", "retry-after-ms")}
+                   if ("ratelimit" in k.lower() or k.lower() in ("retry-after", "retry-after-ms"))
+                   and not is_secret_header(k)}  # x-ratelimit-api-key: a secret (tests/fuzz)
 
     ended = exchange.ended or exchange.started
     error: dict[str, Any] | None = None
@@ -217,7 +220,9 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
     response_body, cut_b = fit(response_body, limit)
     messages, cut_c = fit(call.messages, limit) if call is not None else (None, False)
     output, cut_d = fit(call.output, limit) if call is not None else ({}, False)
-    if request_cut or response_cut or cut_a or cut_b or cut_c or cut_d:
+    # The request's parameters (tools, metadata, instructions...) are request body too.
+    parameters, cut_e = fit(call.parameters, limit) if call is not None else ({}, False)
+    if request_cut or response_cut or cut_a or cut_b or cut_c or cut_d or cut_e:
         attributes["truncated"] = True
 
     status = SpanStatus.SUCCESS
@@ -237,6 +242,7 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
         error.setdefault("status_code", exchange.status_code)
         if isinstance(error.get("message"), str):
             error["message"] = redact_text(error["message"])
+        error = fit(error, limit)[0]  # an upstream's error message is response body too
 
     request: dict[str, Any] = {
         "method": exchange.method,
@@ -253,7 +259,7 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
     }
     if call is not None:
         request["messages"] = messages
-        request["parameters"] = call.parameters
+        request["parameters"] = parameters
         response["output"] = output
         if streamed:
             response["events"] = call.events
@@ -261,12 +267,22 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
         response["rate_limits"] = rate_limits
 
     operation = call.operation if call is not None else f"{exchange.method} {exchange.path.split('?')[0]}"
+    # Headers, method and attributes come straight from the wire (mitmproxy hands non-UTF-8
+    # header bytes over as lone surrogates; a parameter may be NaN or a 100-digit number): made
+    # storable so that no span can fail the batch it is written in (found by tests/fuzz). The
+    # bodies, messages, output, parameters and error are already, by ``fit``.
+    for part in (request, response):
+        part["headers"] = storable(part["headers"])
+    request["method"] = storable_text(request["method"])
+    if "rate_limits" in response:
+        response["rate_limits"] = storable(response["rate_limits"])
+    attributes = storable(attributes)
     return Span(
         trace_id=context.trace_id,
         span_id=context.span_id,
         parent_span_id=context.parent_span_id,
-        service=context.service or options.service_name,
-        operation=operation,
+        service=storable_text(context.service or options.service_name),
+        operation=storable_text(operation),
         kind="llm" if call is not None else "http",
         start_time=from_timestamp(exchange.started),
         end_time=from_timestamp(ended),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -41,7 +42,11 @@ def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def redact_url(url: str) -> str:
-    parts = urlsplit(url)
+    url = storable_text(url)  # urlencode cannot encode lone surrogates (non-UTF-8 path bytes)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "//[x": an unclosed IPv6 bracket (tests/fuzz). Keep no query, no user.
+        return re.sub(r"//[^/?#]*@", "//", url.split("?", 1)[0].split("#", 1)[0])
     if not parts.query:
         return url
     pairs = [(k, REDACTED if k.lower() in SECRET_QUERY_PARAMS else v)
@@ -63,44 +68,74 @@ def cap(data: bytes, limit: int) -> tuple[bytes, bool]:
 
 
 TRUNCATED = "…[truncated by LLMFlow]"
+# Deeper JSON is cut here: every reader of a stored span (stores, exports, the dashboard)
+# recurses per level, and a body nested ~1000 deep passes json.loads yet fails them later.
+MAX_DEPTH = 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """``text`` without lone surrogates, which no UTF-8 encoder (SQLite, BSON, the spool)
+    accepts: they come from JSON ``\\udXXX`` escapes and from mitmproxy's surrogateescape'd
+    non-UTF-8 header and path bytes. Found by tests/fuzz: one such string failed a whole batch."""
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
 
 
 def fit(value: Any, budget: int) -> tuple[Any, bool]:
     """``value`` with long strings shortened and long lists cut so that its JSON form is about
-    ``budget`` characters at most; and whether anything was cut. A budget of 0 means no cap."""
-    if not budget:
-        return value, False
+    ``budget`` characters at most; and whether anything was cut. A budget of 0 means no cap.
+
+    Whatever the budget, the result is something every store can hold (the fuzz suite found
+    each of these failing a write): no lone surrogates, no NaN/Infinity (not JSON: SQLite's
+    json functions reject the document) and no integer beyond 64 bits (SQLite, BSON) -- those
+    become their text --, no NUL in keys (BSON), and nothing nested deeper than MAX_DEPTH."""
     remaining = budget
     cut = False
 
-    def walk(item: Any) -> Any:
+    def walk(item: Any, depth: int) -> Any:
         nonlocal remaining, cut
         if isinstance(item, str):
-            if len(item) > remaining:
+            item = storable_text(item)
+            if budget and len(item) > remaining:
                 cut = True
                 item = item[:max(remaining, 0)] + TRUNCATED
             remaining -= len(item) + 2
             return item
+        if isinstance(item, (dict, list, tuple)) and depth >= MAX_DEPTH:
+            cut = True
+            return f"[nested deeper than {MAX_DEPTH} levels {TRUNCATED}]"
         if isinstance(item, dict):
             out = {}
             for key, child in item.items():
-                if remaining <= 0:
+                if budget and remaining <= 0:
                     cut = True
                     out["…"] = TRUNCATED
                     break
+                if isinstance(key, str):
+                    key = storable_text(key).replace("\x00", "\ufffd")
                 remaining -= len(str(key)) + 4
-                out[key] = walk(child)
+                out[key] = walk(child, depth + 1)
             return out
         if isinstance(item, (list, tuple)):
             out_list = []
             for index, child in enumerate(item):
-                if remaining <= 0:
+                if budget and remaining <= 0:
                     cut = True
                     out_list.append(f"[{len(item) - index} more items {TRUNCATED}]")
                     break
-                out_list.append(walk(child))
+                out_list.append(walk(child, depth + 1))
             return out_list
         remaining -= 8
+        if isinstance(item, float) and not math.isfinite(item):
+            return str(item)
+        if isinstance(item, int) and not isinstance(item, bool) and not INT64_MIN <= item <= INT64_MAX:
+            return str(item)
         return item
 
-    return walk(value), cut
+    return walk(value, 0), cut
+
+
+def storable(value: Any) -> Any:
+    """``value`` made storable (see ``fit``), without a size cap."""
+    return fit(value, 0)[0]

@@ -14,7 +14,7 @@ from typing import Any
 
 from llmflow_core.spans import iso
 from llmflow_core.store import SpanQuery, SpanStore
-from llmflow_core.store.base import Bucket, percentile
+from llmflow_core.store.base import Bucket, GroupTotal, percentile
 
 DEFAULT_RANGE = timedelta(hours=24)
 TOP = 10
@@ -29,17 +29,10 @@ def pick_bucket(since: datetime, until: datetime) -> Bucket:
     return "day"
 
 
-def _top(rows, limit: int = TOP) -> list[dict[str, Any]]:
-    totals: dict[str | None, dict[str, float]] = defaultdict(lambda: {"cost": 0.0, "requests": 0,
-                                                                     "tokens": 0})
-    for row in rows:
-        entry = totals[row.group]
-        entry["cost"] += row.cost
-        entry["requests"] += row.requests
-        entry["tokens"] += row.prompt_tokens + row.completion_tokens
-    ranked = sorted(((k, v) for k, v in totals.items() if k is not None),
-                    key=lambda item: (-item[1]["cost"], -item[1]["requests"]))
-    return [{"name": name, **values} for name, values in ranked[:limit]]
+def _top(groups: list[GroupTotal], limit: int = TOP) -> list[dict[str, Any]]:
+    ranked = sorted((g for g in groups if g.name is not None), key=lambda g: (-g.cost, -g.requests))
+    return [{"name": g.name, "cost": g.cost, "requests": g.requests, "tokens": g.tokens}
+            for g in ranked[:limit]]
 
 
 def build(store: SpanStore, query: SpanQuery, bucket: Bucket | None = None,
@@ -51,13 +44,8 @@ def build(store: SpanStore, query: SpanQuery, bucket: Bucket | None = None,
     query = replace(query, since=since, until=until, cursor=None, counted_only=True)
     bucket = bucket or pick_bucket(since, until)
 
-    rows = store.aggregate(query, bucket=bucket)
-    latency: dict[datetime, dict[int, int]] = defaultdict(dict)
-    for row in store.histogram(query, bucket=bucket, field="duration"):
-        latency[row.start][row.bin] = row.count
-    ttft: dict[datetime, dict[int, int]] = defaultdict(dict)
-    for row in store.histogram(query, bucket=bucket, field="ttft"):
-        ttft[row.start][row.bin] = row.count
+    overview = store.overview(query, bucket=bucket)
+    rows, latency, ttft = overview.series, overview.latency, overview.ttft
 
     def rounded(value: float | None, digits: int = 1) -> float | None:
         return None if value is None else round(value, digits)
@@ -73,16 +61,16 @@ def build(store: SpanStore, query: SpanQuery, bucket: Bucket | None = None,
             "completion_tokens": row.completion_tokens,
             "cost": round(row.cost, 6),
             "avg_latency": rounded(row.avg_duration),
-            "p50": rounded(percentile(latency[row.start], 0.5)),
-            "p95": rounded(percentile(latency[row.start], 0.95)),
-            "ttft_p50": rounded(percentile(ttft[row.start], 0.5)),
-            "ttft_p95": rounded(percentile(ttft[row.start], 0.95)),
+            "p50": rounded(percentile(latency.get(row.start, {}), 0.5)),
+            "p95": rounded(percentile(latency.get(row.start, {}), 0.95)),
+            "ttft_p50": rounded(percentile(ttft.get(row.start, {}), 0.5)),
+            "ttft_p95": rounded(percentile(ttft.get(row.start, {}), 0.95)),
         })
     overall: dict[int, int] = defaultdict(int)
     for counts in latency.values():
         for index, count in counts.items():
             overall[index] += count
-    by_model = _top(store.aggregate(query, bucket="day", group_by="model"), limit=20)
+    by_model = _top(overview.groups["model"], limit=20)
     requests = sum(row.requests for row in rows)
     errors = sum(row.errors for row in rows)
     return {
@@ -91,8 +79,8 @@ def build(store: SpanStore, query: SpanQuery, bucket: Bucket | None = None,
         "until": iso(until),
         "series": series,
         "cost_by_model": by_model,
-        "top_users": _top(store.aggregate(query, bucket="day", group_by="user_id")),
-        "top_features": _top(store.aggregate(query, bucket="day", group_by="feature")),
+        "top_users": _top(overview.groups["user_id"]),
+        "top_features": _top(overview.groups["feature"]),
         "totals": {
             "requests": requests,
             "errors": errors,

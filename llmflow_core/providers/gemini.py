@@ -81,8 +81,10 @@ def usage_from(raw: Any) -> Usage:
 
 def error_from(body: Any, status: int | None) -> dict[str, Any] | None:
     """``{"error": {"code", "message", "status"}}``; errors to a stream may come in a list."""
-    if isinstance(body, list):
-        return next((e for e in (error_from(item, status) for item in body) if e), None)
+    if isinstance(body, list):  # one level only: a body nested 500 deep recursed until
+        # RecursionError (found by tests/fuzz)
+        return next((e for e in (error_from(item, status) for item in body
+                                 if isinstance(item, dict)) if e), None)
     err = as_dict(body).get("error")
     if isinstance(err, dict):
         return {"type": as_str(err.get("status")) or "api_error",

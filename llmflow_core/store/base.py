@@ -127,6 +127,28 @@ def percentile(counts: Mapping[int, int], fraction: float) -> float | None:
 
 
 @dataclass(frozen=True)
+class GroupTotal:
+    name: str | None
+    requests: int
+    cost: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Everything the analytics page draws, for one query: totals per time bucket, latency and
+    TTFT histograms per bucket, and totals per model, user and feature."""
+
+    series: list[BucketRow]
+    latency: dict[datetime, dict[int, int]]
+    ttft: dict[datetime, dict[int, int]]
+    groups: dict[str, list[GroupTotal]]
+
+
+OVERVIEW_GROUPS = ("model", "user_id", "feature")
+
+
+@dataclass(frozen=True)
 class StoreStats:
     spans: int
     oldest: datetime | None
@@ -185,6 +207,28 @@ class SpanStore(abc.ABC):
     def histogram(self, query: SpanQuery, *, bucket: Bucket = "hour",
                   field: HistogramField = "duration") -> list[HistogramRow]:
         """Latency (or time-to-first-token) histogram per time bucket, for percentiles."""
+
+    def overview(self, query: SpanQuery, *, bucket: Bucket = "hour") -> Overview:
+        """The analytics page's data. This composition is the reference; a store may answer it
+        in fewer passes over its data (SQLite does) as long as the result is the same."""
+        latency: dict[datetime, dict[int, int]] = {}
+        for row in self.histogram(query, bucket=bucket, field="duration"):
+            latency.setdefault(row.start, {})[row.bin] = row.count
+        ttft: dict[datetime, dict[int, int]] = {}
+        for row in self.histogram(query, bucket=bucket, field="ttft"):
+            ttft.setdefault(row.start, {})[row.bin] = row.count
+        groups = {}
+        for field_name in OVERVIEW_GROUPS:
+            totals: dict[str | None, list[float]] = {}
+            for row in self.aggregate(query, bucket="day", group_by=field_name):
+                entry = totals.setdefault(row.group, [0, 0.0, 0])
+                entry[0] += row.requests
+                entry[1] += row.cost
+                entry[2] += row.prompt_tokens + row.completion_tokens
+            groups[field_name] = sorted((GroupTotal(name, int(n), cost, int(tokens))
+                                         for name, (n, cost, tokens) in totals.items()),
+                                        key=lambda g: (g.name is None, g.name or ""))
+        return Overview(self.aggregate(query, bucket=bucket), latency, ttft, groups)
 
     @abc.abstractmethod
     def distinct(self, field: str, query: SpanQuery | None = None, limit: int = 200) -> list[str]:

@@ -19,7 +19,8 @@ from llmflow_core.spans import Span
 from llmflow_core.text import search_text
 from llmflow_core.store.base import (
     BUCKET_SECONDS, GROUP_FIELDS, HISTOGRAM_BOUNDS, PAYLOAD_FIELDS, Bucket, BucketRow, HistogramField,
-    HistogramRow, Page, SpanQuery, SpanStore, StoreError, StoreStats, decode_cursor, encode_cursor,
+    OVERVIEW_GROUPS, GroupTotal, HistogramRow, Overview, Page, SpanQuery, SpanStore, StoreError,
+    StoreStats, decode_cursor, encode_cursor,
 )
 
 SCHEMA = """
@@ -118,7 +119,12 @@ def histogram_bin(column: str) -> str:
     return f"CASE {cases} ELSE {len(HISTOGRAM_BOUNDS)} END"
 
 
-def where(query: SpanQuery, *, with_cursor: bool = True) -> tuple[str, list[Any]]:
+# Full-text strategy for list pages: a term with fewer matches than this is looked up as a set;
+# a more common one is probed row by row down the time index, which finds a page early.
+FTS_SET_LIMIT = 2000
+
+
+def where(query: SpanQuery, *, with_cursor: bool = True, probe_text: bool = False) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
 
@@ -148,7 +154,10 @@ def where(query: SpanQuery, *, with_cursor: bool = True) -> tuple[str, list[Any]
         else:
             path = "$.attributes." + ".".join(f'"{part}"' for part in key.split(".", 1))
             add("json_extract(doc, ?) = ?", path, value)
-    if query.text:
+    if query.text and probe_text:
+        add("EXISTS (SELECT 1 FROM spans_fts WHERE spans_fts MATCH ? AND spans_fts.rowid = spans.rowid)",
+            fts_phrase(query.text))
+    elif query.text:
         add("rowid IN (SELECT rowid FROM spans_fts WHERE spans_fts MATCH ?)", fts_phrase(query.text))
     if query.counted_only:
         add("kind IN ('llm', 'http') AND duplicate_of IS NULL")
@@ -247,7 +256,14 @@ class SQLiteStore(SpanStore):
                            (trace_id,))
 
     def list_spans(self, query: SpanQuery) -> Page:
-        clause, args = where(query)
+        probe = False
+        if query.text:
+            with self._guard():
+                matches = self._conn().execute(
+                    "SELECT COUNT(*) FROM (SELECT rowid FROM spans_fts WHERE spans_fts MATCH ? LIMIT ?)",
+                    (fts_phrase(query.text), FTS_SET_LIMIT)).fetchone()[0]
+            probe = matches >= FTS_SET_LIMIT
+        clause, args = where(query, probe_text=probe)
         spans = self._spans(f"SELECT doc FROM spans{clause} ORDER BY start_ms DESC, span_id DESC "
                             f"LIMIT ?", [*args, query.limit + 1])
         more = len(spans) > query.limit
@@ -297,6 +313,53 @@ class SQLiteStore(SpanStore):
             rows = self._conn().execute(sql, args).fetchall()
         return [HistogramRow(from_ms(b), h, n) for b, h, n in rows]
 
+    def overview(self, query: SpanQuery, *, bucket: Bucket = "hour") -> Overview:
+        """Two passes over the covering index instead of six queries: one grouped by time bucket
+        and latency/TTFT bins, one grouped by model, user and feature; the rest is arithmetic."""
+        size = BUCKET_SECONDS[bucket] * 1000
+        clause, args = where(query, with_cursor=False)
+        with self._guard():
+            conn = self._conn()
+            by_time = conn.execute(
+                f"SELECT (start_ms / {size}) * {size}, {histogram_bin('duration')}, "
+                f"CASE WHEN ttft IS NULL THEN NULL ELSE {histogram_bin('ttft')} END, COUNT(*), "
+                f"SUM(status = 'error'), COALESCE(SUM(prompt_tokens), 0), "
+                f"COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0), SUM(duration), "
+                f"SUM(ttft), COUNT(ttft) FROM spans{clause} GROUP BY 1, 2, 3", args).fetchall()
+            by_group = conn.execute(
+                f"SELECT {', '.join(OVERVIEW_GROUPS)}, COUNT(*), COALESCE(SUM(cost), 0), "
+                f"COALESCE(SUM(prompt_tokens), 0) + COALESCE(SUM(completion_tokens), 0) "
+                f"FROM spans{clause} GROUP BY {', '.join(OVERVIEW_GROUPS)}", args).fetchall()
+        sums: dict[int, list[float]] = {}
+        latency: dict[datetime, dict[int, int]] = {}
+        ttft: dict[datetime, dict[int, int]] = {}
+        for b, dbin, tbin, n, errors, prompt, completion, cost, dur, ttft_sum, ttft_n in by_time:
+            entry = sums.setdefault(b, [0, 0, 0, 0, 0.0, 0.0, 0.0, 0])
+            for index, value in enumerate((n, errors or 0, prompt, completion, cost, dur or 0.0,
+                                           ttft_sum or 0.0, ttft_n)):
+                entry[index] += value
+            start = from_ms(b)
+            bins = latency.setdefault(start, {})
+            bins[dbin] = bins.get(dbin, 0) + n
+            if tbin is not None:
+                tbins = ttft.setdefault(start, {})
+                tbins[tbin] = tbins.get(tbin, 0) + n
+        series = [BucketRow(from_ms(b), None, int(n), int(e), int(p), int(c), float(cost),
+                            dur / n if n else None, ts / tn if tn else None)
+                  for b, (n, e, p, c, cost, dur, ts, tn) in sorted(sums.items())]
+        groups: dict[str, list[GroupTotal]] = {}
+        for position, field_name in enumerate(OVERVIEW_GROUPS):
+            totals: dict[str | None, list[float]] = {}
+            for row in by_group:
+                entry = totals.setdefault(row[position], [0, 0.0, 0])
+                entry[0] += row[-3]
+                entry[1] += row[-2]
+                entry[2] += row[-1]
+            groups[field_name] = sorted((GroupTotal(name, int(n), cost, int(tokens))
+                                         for name, (n, cost, tokens) in totals.items()),
+                                        key=lambda g: (g.name is None, g.name or ""))
+        return Overview(series, latency, ttft, groups)
+
     def distinct(self, field: str, query: SpanQuery | None = None, limit: int = 200) -> list[str]:
         if field not in GROUP_FIELDS:
             raise ValueError(f"no distinct values for {field!r}")
@@ -304,7 +367,7 @@ class SQLiteStore(SpanStore):
         if not clause:
             # Skip-scan: one index seek per distinct value instead of reading every row, so
             # the filter suggestions stay instant at a million spans.
-            sql = (f"WITH RECURSIVE d(v) AS (SELECT MIN({field}) FROM spans UNION ALL "
+            sql = (f"WITH RECURSIVE d(v) AS (SELECT MIN({field}) FROM spans WHERE {field} IS NOT NULL UNION ALL "
                    f"SELECT (SELECT MIN({field}) FROM spans WHERE {field} > d.v) FROM d "
                    f"WHERE d.v IS NOT NULL) SELECT v FROM d WHERE v IS NOT NULL LIMIT ?")
             args = [limit]

@@ -244,3 +244,44 @@ def test_prune_payloads_keeps_counts_and_costs(store):
     assert store.get_span(new.span_id) == new
     assert store.list_spans(SpanQuery(text="secret")).spans == []  # gone from search too
     assert sum(r.requests for r in store.aggregate(SpanQuery(), bucket="day")) == 2
+
+
+def test_overview_matches_its_parts(store):
+    from llmflow_core.store.base import SpanStore
+
+    spans = [make_span(start=T0 + timedelta(minutes=7 * i), duration_ms=30.0 + 97 * (i % 13),
+                       ttft_ms=(15.0 + i) if i % 3 else None, status="error" if i % 9 == 0 else "success",
+                       model=["a", "b", "c"][i % 3], user_id=f"u{i % 4}" if i % 5 else None,
+                       feature=["x", "y"][i % 2], cost=0.001 * i, prompt_tokens=i, completion_tokens=2 * i)
+             for i in range(60)]
+    store.write_batch(spans)
+    query = SpanQuery(since=T0, until=T0 + timedelta(days=1), counted_only=True)
+    fast = store.overview(query, bucket="hour")
+    reference = SpanStore.overview(store, query, bucket="hour")  # the composition of the parts
+    assert [(r.start, r.requests, r.errors, r.prompt_tokens, r.completion_tokens) for r in fast.series] == [
+        (r.start, r.requests, r.errors, r.prompt_tokens, r.completion_tokens) for r in reference.series]
+    for got, want in zip(fast.series, reference.series):
+        assert got.cost == pytest.approx(want.cost) and got.avg_duration == pytest.approx(want.avg_duration)
+        assert (got.avg_ttft is None) == (want.avg_ttft is None)
+        if got.avg_ttft is not None:
+            assert got.avg_ttft == pytest.approx(want.avg_ttft)
+    assert fast.latency == reference.latency and fast.ttft == reference.ttft
+    for name in ("model", "user_id", "feature"):
+        assert [(g.name, g.requests, g.tokens) for g in fast.groups[name]] == [
+            (g.name, g.requests, g.tokens) for g in reference.groups[name]]
+    assert sum(r.requests for r in fast.series) == 60
+
+
+def test_sqlite_search_of_a_common_term_probes_down_the_time_index(sqlite_store, monkeypatch):
+    from llmflow_core.store import sqlite
+
+    monkeypatch.setattr(sqlite, "FTS_SET_LIMIT", 3)  # make "common" cheap to reach
+    sqlite_store.write_batch([make_span(start=T0 + timedelta(seconds=i), prompt=f"common word {i}") for i in range(12)]
+                             + [make_span(start=T0 + timedelta(seconds=100), prompt="rare thing")])
+    first = sqlite_store.list_spans(SpanQuery(text="common", limit=5))
+    second = sqlite_store.list_spans(SpanQuery(text="common", limit=5, cursor=first.next))
+    third = sqlite_store.list_spans(SpanQuery(text="common", limit=5, cursor=second.next))
+    got = [s.request["messages"][0]["content"] for s in first.spans + second.spans + third.spans]
+    assert got == [f"common word {i}" for i in range(11, -1, -1)] and third.next is None
+    assert [s.request["messages"][0]["content"] for s in sqlite_store.list_spans(SpanQuery(text="rare")).spans] == [
+        "rare thing"]
