@@ -174,14 +174,8 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
             "request_model": call.request_model,
             "response_model": call.response_model,
             "model": call.response_model or call.request_model,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-            "usage_estimated": usage.estimated,
+            **usage.attributes(),
         })
-        for key in ("cached_tokens", "cache_creation_tokens", "reasoning_tokens"):
-            if getattr(usage, key) is not None:
-                attributes[key] = getattr(usage, key)
         for key in ("temperature", "top_p"):
             if key in call.parameters:
                 attributes[key] = call.parameters[key]

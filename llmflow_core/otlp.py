@@ -793,14 +793,8 @@ def map_attributes(raw: Mapping[str, Any], *, error: bool = False,
             "response_model": response_model,
             "model": model,
             "stream": bool(stream),
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-            "usage_estimated": usage.estimated,
+            **usage.attributes(),
         })
-        for key in ("cached_tokens", "cache_creation_tokens", "reasoning_tokens"):
-            if getattr(usage, key) is not None:
-                attributes[key] = getattr(usage, key)
         for key in ("temperature", "top_p", "max_tokens"):
             if key in parameters:
                 attributes[key] = parameters[key]

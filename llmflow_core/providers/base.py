@@ -27,6 +27,16 @@ class Usage:
             self.total_tokens = self.prompt_tokens + self.completion_tokens
         return self
 
+    def attributes(self) -> dict[str, Any]:
+        """The span attributes this usage fills (spans.ATTRIBUTES); detail counts only if known."""
+        out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens,
+                               "completion_tokens": self.completion_tokens,
+                               "total_tokens": self.total_tokens, "usage_estimated": self.estimated}
+        for key in ("cached_tokens", "cache_creation_tokens", "reasoning_tokens"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
     @property
     def known(self) -> bool:
         return self.prompt_tokens is not None or self.completion_tokens is not None
