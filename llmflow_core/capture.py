@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from llmflow_core import pricing, providers
-from llmflow_core.exchange import Exchange
+from llmflow_core.exchange import DEFAULT_HEAD_LIMIT, TAIL_BYTES, Exchange
 from llmflow_core.providers.base import ParsedCall, Usage, loads
 from llmflow_core.redact import (
     cap, fit, is_secret_header, redact_headers, redact_text, redact_url, storable, storable_text,
@@ -39,30 +40,78 @@ def header(headers: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
-def decode_body(data: bytes, encoding: str | None) -> bytes:
-    """The identity body from a Content-Encoding'd one; the input unchanged if it cannot be."""
-    if not data or not encoding:
-        return data
-    encoding = encoding.strip().lower()
-    try:
-        if encoding in ("gzip", "x-gzip"):
-            return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+# A compressed body is inflated only so far: a decompression bomb (8 MB of gzip'd zeros is
+# 8 GB) must not exhaust the proxy's memory (found by tests/fuzz: 255 KB of gzip took 557 MB and
+# 4 s). Like the tee does for a plain body, past DEFAULT_HEAD_LIMIT the head is kept and the
+# last TAIL_BYTES (where streams put their usage) of what follows, up to MAX_INFLATED in all.
+MAX_INFLATED = 16 * DEFAULT_HEAD_LIMIT
+_PIECE = 256 * 1024
+_BROTLI_INPUT = 16  # brotli cannot cap its output: fed 16 bytes at a time (~600,000:1 at most)
+
+
+DECODED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd")
+
+
+def _inflate(data: bytes, encoding: str):
+    """Pieces of the decoded body, each of bounded size."""
+    if encoding in ("gzip", "x-gzip", "deflate"):
         if encoding == "deflate":
-            try:
-                return zlib.decompress(data)
+            inflater = zlib.decompressobj()
+            try:  # zlib-wrapped, as the RFC says; some servers send raw deflate
+                first = inflater.decompress(data, _PIECE)
             except zlib.error:
-                return zlib.decompress(data, -zlib.MAX_WBITS)
-        if encoding == "br":
-            import brotli  # shipped with mitmproxy; optional elsewhere
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                first = inflater.decompress(data, _PIECE)
+        else:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            first = inflater.decompress(data, _PIECE)
+        yield first
+        while inflater.unconsumed_tail:
+            yield inflater.decompress(inflater.unconsumed_tail, _PIECE)
+    elif encoding == "br":
+        import brotli  # shipped with mitmproxy; optional elsewhere
 
-            return brotli.decompress(data)
-        if encoding == "zstd":
-            import zstandard
+        decompressor = brotli.Decompressor()
+        for start in range(0, len(data), _BROTLI_INPUT):
+            yield decompressor.process(data[start:start + _BROTLI_INPUT])
+    elif encoding == "zstd":
+        import zstandard
 
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+        while piece := reader.read(_PIECE):
+            yield piece
+
+
+def decode_body(data: bytes, encoding: str | None,
+                head_limit: int = DEFAULT_HEAD_LIMIT) -> tuple[bytes, bytes, bool]:
+    """(head, tail, cut) of the identity body of a Content-Encoding'd one: the whole body as
+    head when it inflates to ``head_limit`` bytes at most; the input unchanged if it cannot be
+    decoded (corrupt, or an encoding LLMFlow does not know)."""
+    if not data or not encoding:
+        return data, b"", False
+    head: list[bytes] = []
+    tail: deque[bytes] = deque()
+    size = tail_size = 0
+    encoding = encoding.strip().lower()
+    if encoding not in DECODED_ENCODINGS:
+        return data, b"", False
+    try:
+        for piece in _inflate(data, encoding):
+            if size < head_limit:
+                head.append(piece)
+            else:
+                tail.append(piece)
+                tail_size += len(piece)
+                while tail_size - len(tail[0]) >= TAIL_BYTES:
+                    tail_size -= len(tail.popleft())
+            size += len(piece)
+            if size > MAX_INFLATED:
+                break
     except Exception:  # corrupt or truncated: keep the raw bytes
-        return data
-    return data
+        return data, b"", False
+    if size <= head_limit:
+        return b"".join(head), b"", False
+    return b"".join(head)[:head_limit], b"".join(tail)[-TAIL_BYTES:], True
 
 
 def stored_body(data: bytes, limit: int, content_type: str | None) -> tuple[Any, bool]:
@@ -132,14 +181,13 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
     resp_type = header(exchange.response_headers, "content-type") or ""
     streamed = exchange.streamed or resp_type.split(";")[0].strip().lower() in STREAM_TYPES
 
-    response_bytes = exchange.response_body
-    if not exchange.body_cut:
-        response_bytes = decode_body(response_bytes, header(exchange.response_headers,
-                                                            "content-encoding"))
-    elif exchange.response_tail:
+    response_bytes, tail, body_cut = exchange.response_body, exchange.response_tail, exchange.body_cut
+    if not body_cut:
+        response_bytes, tail, body_cut = decode_body(
+            response_bytes, header(exchange.response_headers, "content-encoding"))
+    if body_cut and tail:
         # Head and tail of a huge stream: drop the tail's first (partial) line.
-        tail = exchange.response_tail.split(b"\n", 1)[-1]
-        response_bytes = response_bytes + b"\n\n" + tail
+        response_bytes = response_bytes + b"\n\n" + tail.split(b"\n", 1)[-1]
 
     request_json = loads(exchange.request_body) if exchange.request_body else None
     call: ParsedCall | None = None
@@ -202,9 +250,9 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
         attributes["parse_error"] = parse_error
 
     request_body, request_cut = stored_body(exchange.request_body, limit, req_type)
-    if streamed or call is not None and call.response_body is not None and not exchange.body_cut:
+    if streamed or call is not None and call.response_body is not None and not body_cut:
         response_body: Any = call.response_body if call is not None and not streamed else None
-        response_cut = exchange.body_cut
+        response_cut = body_cut
         if response_body is not None and limit and len(json.dumps(response_body, default=str)) > limit:
             response_body, response_cut = stored_body(response_bytes, limit, resp_type)
     else:
@@ -220,7 +268,12 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
         attributes["truncated"] = True
 
     status = SpanStatus.SUCCESS
-    if exchange.cancelled and error is None:
+    # SDKs may hang up as soon as they read the end of a stream ([DONE], message_stop...), a
+    # moment before the upstream's last empty chunk: a call whose answer finished is a success.
+    answered = call is not None and call.finish_reason not in (None, "error")
+    if exchange.cancelled and error is None and answered:
+        attributes["client_closed_early"] = True
+    elif exchange.cancelled and error is None:
         status = SpanStatus.CANCELLED
         error = _transport_error(exchange)
     elif exchange.cancelled:  # the upstream failed first; the client then went away

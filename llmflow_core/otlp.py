@@ -51,7 +51,7 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 from llmflow_core import pricing
 from llmflow_core.providers.base import Usage, as_list, loads
 from llmflow_core.providers.openai import parse_arguments
-from llmflow_core.redact import REDACTED, is_secret_header, redact_text
+from llmflow_core.redact import REDACTED, is_secret_header, redact_text, storable
 from llmflow_core.spans import ATTRIBUTES, Span, SpanSource, SpanStatus
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -244,7 +244,8 @@ def _from_json(body: bytes):
     message = trace_service_pb2.ExportTraceServiceRequest()
     try:
         json_format.ParseDict(doc, message, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+    except Exception as exc:  # ParseError, ValueError, TypeError... and SystemError: upb's
+        # answer to a key holding a lone surrogate ({"\\ud800": 1}), which was a 500 (tests/fuzz)
         raise OTLPError(f"not an OTLP/JSON ExportTraceServiceRequest: {exc}") from None
     return message
 
@@ -398,13 +399,26 @@ def _span(pb, service: str, resource: dict, scope: dict,
     attributes = {**mapped.attributes, "otel": otel}
     status = SpanStatus.ERROR if status_code == "error" else SpanStatus.SUCCESS
     override = raw.get(SPAN_PREFIX + "status")
-    if override in STATUS_VALUES:
+    if isinstance(override, str) and override in STATUS_VALUES:  # a list: TypeError (tests/fuzz)
         status = SpanStatus(override)
+    # Made storable: JSON-in-a-string attributes may hold NaN, 30-digit numbers, lone
+    # surrogates; kvlist keys may hold NUL (BSON refuses them). Found by tests/fuzz.
     return Span(trace_id=trace_id, span_id=span_id, parent_span_id=parent, service=service,
                 operation=pb.name, kind=mapped.kind, source=SpanSource.OTLP, start_time=start,
-                end_time=end, duration=duration, status=status, attributes=attributes,
-                request=mapped.request, response=mapped.response,
-                error=mapped.error if status is not SpanStatus.SUCCESS else None), False
+                end_time=end, duration=duration, status=status, attributes=storable(attributes),
+                request=storable(mapped.request), response=storable(mapped.response),
+                error=storable(mapped.error) if status is not SpanStatus.SUCCESS else None), False
+
+
+STRUCTURED_ATTRIBUTES = frozenset({"custom", "otel"})
+
+
+def _attribute_value_ok(name: str, value: Any) -> bool:
+    """The attributes LLMFlow names are scalars but for ``custom`` and ``otel``: a list sent as
+    ``llmflow.model`` reached the store's model column, and SQLite refused the whole batch
+    (the receiver answered 500; found by tests/fuzz). Other names may hold anything."""
+    return (name not in ATTRIBUTES or name in STRUCTURED_ATTRIBUTES
+            or not isinstance(value, (list, dict)))
 
 
 def _json_field(raw: Mapping[str, Any], key: str) -> Any:
@@ -416,7 +430,8 @@ def _from_llmflow_export(trace_id: str, span_id: str, parent: str | None, servic
                          name: str, start: datetime, end: datetime, raw: dict) -> Span:
     """A span LLMFlow exported: its fields come back from the llmflow.* attributes as they were."""
     attributes = {key[len(LLMFLOW_PREFIX):]: value for key, value in raw.items()
-                  if key.startswith(LLMFLOW_PREFIX) and not key.startswith(SPAN_PREFIX)}
+                  if key.startswith(LLMFLOW_PREFIX) and not key.startswith(SPAN_PREFIX)
+                  and _attribute_value_ok(key[len(LLMFLOW_PREFIX):], value)}
     otel = _json_field(raw, SPAN_PREFIX + "otel")
     if isinstance(otel, dict):
         attributes["otel"] = otel
@@ -431,10 +446,10 @@ def _from_llmflow_export(trace_id: str, span_id: str, parent: str | None, servic
                     duration=float(duration) if isinstance(duration, (int, float)) and not
                     isinstance(duration, bool) else (end - start).total_seconds() * 1000,
                     status=status if status in STATUS_VALUES else SpanStatus.SUCCESS,
-                    attributes=attributes,
-                    request=_json_field(raw, SPAN_PREFIX + "request") or {},
-                    response=_json_field(raw, SPAN_PREFIX + "response") or {},
-                    error=_json_field(raw, SPAN_PREFIX + "error") or None)
+                    attributes=storable(attributes),
+                    request=storable(_json_field(raw, SPAN_PREFIX + "request") or {}),
+                    response=storable(_json_field(raw, SPAN_PREFIX + "response") or {}),
+                    error=storable(_json_field(raw, SPAN_PREFIX + "error") or None))
     except (TypeError, ValueError) as exc:
         raise _Rejected(f"bad llmflow.span.* attributes: {exc}") from None
 
@@ -458,14 +473,18 @@ def _first(raw: Mapping[str, Any], keys: Iterable[str]) -> Any:
 
 
 def _int(value: Any) -> int | None:
+    """A count: a non-negative integer a store can hold (64 bits), else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and value.is_integer():
-        return int(value) if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, float):
+        value = int(value) if value.is_integer() else None
+    elif isinstance(value, str):
+        text = value.strip()
+        # ASCII digits only: "²".isdigit() is True yet int("²") raises ValueError, which made
+        # the receiver answer 500; and no 30-digit count (tests/fuzz found both).
+        value = int(text) if text.isascii() and text.isdigit() else None
+    if isinstance(value, int) and 0 <= value <= INT64_MAX:
+        return value
     return None
 
 
@@ -837,7 +856,7 @@ def map_attributes(raw: Mapping[str, Any], *, error: bool = False,
     for key, value in raw.items():
         if key.startswith(LLMFLOW_PREFIX) and not key.startswith(SPAN_PREFIX):
             name = key[len(LLMFLOW_PREFIX):]
-            if name in ATTRIBUTES or name == "duplicate_of":
+            if (name in ATTRIBUTES or name == "duplicate_of") and _attribute_value_ok(name, value):
                 attributes[name] = value
 
     attributes = {k: v for k, v in attributes.items() if v is not None or k == "estimated_cost"}

@@ -47,11 +47,11 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:  # "//[x": an unclosed IPv6 bracket (tests/fuzz). Keep no query, no user.
         return re.sub(r"//[^/?#]*@", "//", url.split("?", 1)[0].split("#", 1)[0])
-    if not parts.query:
-        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]  # never keep user:password@
+    if not parts.query:  # (user:password@ was kept when there was no query: tests/fuzz)
+        return url if netloc == parts.netloc else urlunsplit(parts._replace(netloc=netloc))
     pairs = [(k, REDACTED if k.lower() in SECRET_QUERY_PARAMS else v)
              for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    netloc = parts.netloc.rsplit("@", 1)[-1]  # never keep user:password@
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(pairs, safe="[]")))
 
 
@@ -82,14 +82,14 @@ def storable_text(text: str) -> str:
     return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
 
 
-def fit(value: Any, budget: int) -> tuple[Any, bool]:
+def fit(value: Any, budget: int, max_depth: int = MAX_DEPTH) -> tuple[Any, bool]:
     """``value`` with long strings shortened and long lists cut so that its JSON form is about
     ``budget`` characters at most; and whether anything was cut. A budget of 0 means no cap.
 
     Whatever the budget, the result is something every store can hold (the fuzz suite found
     each of these failing a write): no lone surrogates, no NaN/Infinity (not JSON: SQLite's
     json functions reject the document) and no integer beyond 64 bits (SQLite, BSON) -- those
-    become their text --, no NUL in keys (BSON), and nothing nested deeper than MAX_DEPTH."""
+    become their text --, no NUL in keys (BSON), and nothing nested deeper than ``max_depth``."""
     remaining = budget
     cut = False
 
@@ -102,9 +102,9 @@ def fit(value: Any, budget: int) -> tuple[Any, bool]:
                 item = item[:max(remaining, 0)] + TRUNCATED
             remaining -= len(item) + 2
             return item
-        if isinstance(item, (dict, list, tuple)) and depth >= MAX_DEPTH:
+        if isinstance(item, (dict, list, tuple)) and depth >= max_depth:
             cut = True
-            return f"[nested deeper than {MAX_DEPTH} levels {TRUNCATED}]"
+            return f"[nested deeper than {max_depth} levels {TRUNCATED}]"
         if isinstance(item, dict):
             out = {}
             for key, child in item.items():
@@ -137,5 +137,6 @@ def fit(value: Any, budget: int) -> tuple[Any, bool]:
 
 
 def storable(value: Any) -> Any:
-    """``value`` made storable (see ``fit``), without a size cap."""
-    return fit(value, 0)[0]
+    """``value`` made storable (see ``fit``), without a size cap. A span's request/response
+    dicts hold bodies already fitted one level down: the depth limit leaves them room."""
+    return fit(value, 0, MAX_DEPTH + 8)[0]

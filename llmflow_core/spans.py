@@ -69,6 +69,7 @@ ATTRIBUTES: dict[str, str] = {
     "otel": "a span received over OTLP: its original attributes, as sent",
     "duplicate_of": "this record is a second view of the call recorded as that span id (an SDK "
                     "span and the proxy's span of the same call); totals count the call once",
+    "client_closed_early": "the client hung up right after the complete answer (not cancelled)",
     "payload_pruned": "prompts and responses were dropped by RETENTION_PAYLOAD_DAYS",
 }
 

@@ -144,7 +144,7 @@ class MongoStore(SpanStore):
             try:
                 self.db.command("collMod", self.spans.name,
                                 index={"name": TTL_INDEX, "expireAfterSeconds": seconds})
-            except OperationFailure:
+            except (OperationFailure, NotImplementedError, TypeError):  # TypeError: mongomock
                 self.spans.drop_index(TTL_INDEX)
                 self.spans.create_index([("startTime", ASCENDING)], name=TTL_INDEX,
                                         expireAfterSeconds=seconds)

@@ -196,11 +196,13 @@ class SQLiteStore(SpanStore):
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
                                    isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            # Before journal_mode: switching to WAL writes the file header, after which
+            # auto_vacuum can no longer change (only takes effect on a new file).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -32768")  # 32 MB of pages per connection
             conn.execute("PRAGMA mmap_size = 268435456")  # read through the OS page cache
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect on a new file
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
@@ -383,7 +385,8 @@ class SQLiteStore(SpanStore):
         with self._guard():
             conn = self._conn()
             deleted = conn.execute("DELETE FROM spans WHERE start_ms < ?", (to_ms(before),)).rowcount
-            conn.execute("PRAGMA incremental_vacuum")
+            if deleted:
+                _reclaim(conn)
             return deleted
 
     def prune_payloads(self, before: datetime) -> int:
@@ -406,7 +409,8 @@ class SQLiteStore(SpanStore):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("PRAGMA incremental_vacuum")
+            if ids:
+                _reclaim(conn)
             return len(ids)
 
     def stats(self) -> StoreStats:
@@ -423,6 +427,17 @@ class SQLiteStore(SpanStore):
     def ping(self) -> None:
         with self._guard():
             self._conn().execute("SELECT 1").fetchone()
+
+
+def _reclaim(conn: sqlite3.Connection) -> None:
+    """Give the pages a prune freed back to the file system. Deleted rows only leave tombstones
+    in the FTS5 index until its segments are merged ('optimize'). ``executescript`` runs the
+    vacuum pragma to the end: ``execute("PRAGMA incremental_vacuum")`` takes a single step, which
+    frees one page. The truncating checkpoint then shrinks the database file (in WAL mode it
+    only shrinks at a checkpoint) and empties the WAL, which the prune itself had filled."""
+    conn.execute("INSERT INTO spans_fts (spans_fts) VALUES ('optimize')")
+    conn.executescript("PRAGMA incremental_vacuum;")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 class _Guard:

@@ -92,7 +92,7 @@ def test_transport_errors():
                                       error="connect failed", client_status=502))
     assert unreachable.status.value == "error" and unreachable.error["type"] == "upstream_unreachable"
     assert unreachable.attributes["http_status"] == 502
-    cancelled = build_span(exchange(error="Client disconnected.", cancelled=True))
+    cancelled = build_span(exchange(error="Client disconnected.", cancelled=True, response_body=RESP[:40]))
     assert cancelled.status.value == "cancelled" and cancelled.error["type"] == "client_disconnected"
 
 
@@ -106,3 +106,13 @@ def test_malformed_request_is_still_recorded():
     span = build_span(exchange(request_body=b"\xff{{{ not json", response_body=b"{}"))
     assert span.request["body"].startswith("\ufffd{{{")
     assert span.status.value == "success"
+
+
+def test_a_client_that_hangs_up_after_the_end_of_the_stream_did_not_cancel():
+    done = (b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\n'
+            b'data: [DONE]\n\n')
+    half = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+    for body, status in ((done, "success"), (half, "cancelled")):
+        span = build_span(exchange(response_body=body, response_headers=[("content-type", "text/event-stream")],
+                                   error="Client disconnected.", cancelled=True))
+        assert span.status.value == status
