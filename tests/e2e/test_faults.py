@@ -131,7 +131,7 @@ def test_a_locked_sqlite_store_neither_slows_calls_nor_loses_spans(tmp_path, ups
                 return (0, 0)
 
         wait_until(lambda: stored()[0] == 5)
-        locker = sqlite3.connect(db, timeout=1, isolation_level=None)
+        locker = sqlite3.connect(db, timeout=1, isolation_level=None, check_same_thread=False)
         locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock: 7 seconds
         released = threading.Timer(7.0, lambda: locker.execute("COMMIT"))
         released.start()
