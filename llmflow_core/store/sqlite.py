@@ -8,6 +8,7 @@ range exactly like MongoDB's dates). One connection per thread; writers wait up 
 
 from __future__ import annotations
 
+import bisect
 import json
 import sqlite3
 import threading
@@ -46,6 +47,8 @@ CREATE TABLE IF NOT EXISTS spans (
     ttft REAL,
     kind TEXT,
     duplicate_of TEXT,
+    dbin INTEGER,  -- latency histogram bin of duration / ttft (HISTOGRAM_BOUNDS), set at insert
+    tbin INTEGER,
     doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ms DESC, span_id DESC);
@@ -55,7 +58,7 @@ CREATE INDEX IF NOT EXISTS spans_provider ON spans (provider, start_ms DESC, spa
 CREATE INDEX IF NOT EXISTS spans_status ON spans (status, start_ms DESC, span_id DESC);
 -- Covering index for charts: a time range is aggregated from the index alone, never the rows.
 CREATE INDEX IF NOT EXISTS spans_stats ON spans (start_ms, kind, duplicate_of, status, duration,
-    ttft, prompt_tokens, completion_tokens, cost, model, provider, user_id, feature);
+    ttft, dbin, tbin, prompt_tokens, completion_tokens, cost, model, provider, user_id, feature);
 CREATE INDEX IF NOT EXISTS spans_user ON spans (user_id, start_ms DESC) WHERE user_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_session ON spans (session_id, start_ms DESC) WHERE session_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS spans_feature ON spans (feature, start_ms DESC) WHERE feature IS NOT NULL;
@@ -67,8 +70,9 @@ END;
 """
 COLUMNS = ("span_id", "trace_id", "parent_span_id", "start_ms", "end_ms", "duration", "status",
            "service", "provider", "model", "prompt_tokens", "completion_tokens", "total_tokens",
-           "cost", "user_id", "session_id", "feature", "ttft", "kind", "duplicate_of", "doc")
-SCHEMA_VERSION = 2
+           "cost", "user_id", "session_id", "feature", "ttft", "kind", "duplicate_of", "dbin", "tbin",
+           "doc")
+SCHEMA_VERSION = 3
 INSERT = f"INSERT OR IGNORE INTO spans ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 INSERT_TEXT = "INSERT INTO spans_fts (rowid, text) VALUES (?, ?)"
 GROUP_COLUMNS = {name: name for name in GROUP_FIELDS}
@@ -91,6 +95,11 @@ def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def bin_of(value: float | None) -> int | None:
+    """The histogram bin of a latency: the index of the first bound above it."""
+    return None if value is None else bisect.bisect_right(HISTOGRAM_BOUNDS, value)
+
+
 def _text(value: Any) -> str | None:
     return str(value) if value is not None else None
 
@@ -104,7 +113,8 @@ def row_for(span: Span) -> tuple[Any, ...]:
         _int(attrs.get("completion_tokens")), _int(attrs.get("total_tokens")),
         _number(attrs.get("estimated_cost")), _text(attrs.get("user_id")),
         _text(attrs.get("session_id")), _text(attrs.get("feature")), _number(attrs.get("ttft_ms")),
-        span.kind, _text(attrs.get("duplicate_of")),
+        span.kind, _text(attrs.get("duplicate_of")), bin_of(span.duration),
+        bin_of(_number(attrs.get("ttft_ms"))),
         json.dumps(span.to_json(), ensure_ascii=False, default=str),
     )
 
@@ -112,11 +122,6 @@ def row_for(span: Span) -> tuple[Any, ...]:
 def fts_phrase(text: str) -> str:
     """The user's words as one FTS5 phrase (quotes escaped: no query syntax gets through)."""
     return '"' + " ".join(text.split()).replace('"', '""') + '"'
-
-
-def histogram_bin(column: str) -> str:
-    cases = " ".join(f"WHEN {column} < {bound} THEN {index}" for index, bound in enumerate(HISTOGRAM_BOUNDS))
-    return f"CASE {cases} ELSE {len(HISTOGRAM_BOUNDS)} END"
 
 
 # Full-text strategy for list pages: a term with fewer matches than this is looked up as a set;
@@ -305,11 +310,11 @@ class SQLiteStore(SpanStore):
 
     def histogram(self, query: SpanQuery, *, bucket: Bucket = "hour",
                   field: HistogramField = "duration") -> list[HistogramRow]:
-        column = {"duration": "duration", "ttft": "ttft"}[field]
+        column = {"duration": "dbin", "ttft": "tbin"}[field]  # bins computed at insert
         size = BUCKET_SECONDS[bucket] * 1000
         clause, args = where(query, with_cursor=False)
         clause = (clause + " AND " if clause else " WHERE ") + f"{column} IS NOT NULL"
-        sql = (f"SELECT (start_ms / {size}) * {size} AS b, {histogram_bin(column)} AS h, COUNT(*) "
+        sql = (f"SELECT (start_ms / {size}) * {size} AS b, {column} AS h, COUNT(*) "
                f"FROM spans{clause} GROUP BY b, h ORDER BY b, h")
         with self._guard():
             rows = self._conn().execute(sql, args).fetchall()
@@ -323,8 +328,7 @@ class SQLiteStore(SpanStore):
         with self._guard():
             conn = self._conn()
             by_time = conn.execute(
-                f"SELECT (start_ms / {size}) * {size}, {histogram_bin('duration')}, "
-                f"CASE WHEN ttft IS NULL THEN NULL ELSE {histogram_bin('ttft')} END, COUNT(*), "
+                f"SELECT (start_ms / {size}) * {size}, dbin, tbin, COUNT(*), "
                 f"SUM(status = 'error'), COALESCE(SUM(prompt_tokens), 0), "
                 f"COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0), SUM(duration), "
                 f"SUM(ttft), COUNT(ttft) FROM spans{clause} GROUP BY 1, 2, 3", args).fetchall()
