@@ -10,18 +10,23 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STATIC_SOURCES := $(shell find llmflow_dashboard/static llmflow_dashboard/templates -type f 2>/dev/null)
 PYTEST_ARGS ?=
 
-.PHONY: run test assets runtime clean help
+.PHONY: run test bench assets runtime clean help
+BENCH_ARGS ?=
 
 help:
 	@echo "make run    - install (first time) and run the proxy (:8080) and dashboard (:3000)"
 	@echo "make test   - install (first time) and run the whole test suite"
+	@echo "make bench  - the benchmark (~20 min; BENCH_ARGS=--quick or --smoke)"
 	@echo "make clean  - remove virtualenvs, built assets and stamps (keeps ./data)"
 
 run: runtime assets
 	$(VENV)/bin/python manage.py run
 
-test: runtime assets $(STAMPS)/test-env $(STAMPS)/chromium
+test: runtime assets $(STAMPS)/test-env $(STAMPS)/chromium $(STAMPS)/bench-tools
 	$(TVENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: runtime assets $(STAMPS)/test-env $(STAMPS)/bench-tools
+	$(TVENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 runtime: $(STAMPS)/runtime
 assets: $(STAMPS)/assets
@@ -34,10 +39,11 @@ $(STAMPS)/runtime: requirements/core.txt requirements/proxy.txt requirements/web
 
 # The test runner's own environment: current provider SDKs cannot share one with mitmproxy 11.
 # It also holds the Node OpenAI SDK the tests drive (tests/node, with its own lockfile).
-$(STAMPS)/test-env: requirements/core.txt requirements/web.txt requirements/test.txt tests/node/package-lock.json
+# (requirements/bench.txt is test.txt plus the benchmark's plotting and profiling tools.)
+$(STAMPS)/test-env: requirements/core.txt requirements/web.txt requirements/test.txt requirements/bench.txt tests/node/package-lock.json
 	@mkdir -p $(STAMPS)
 	[ -x $(TVENV)/bin/python ] || $(PYTHON) -m venv $(TVENV)
-	$(TVENV)/bin/pip install -q --disable-pip-version-check -r requirements/test.txt
+	$(TVENV)/bin/pip install -q --disable-pip-version-check -r requirements/bench.txt
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -53,6 +59,12 @@ $(STAMPS)/assets: package.json package-lock.json $(STATIC_SOURCES) $(STAMPS)/run
 $(STAMPS)/chromium:
 	@mkdir -p $(STAMPS)
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+	@touch $@
+
+# nginx (the benchmark's fixed-response upstream) and wrk (its load generator), from Debian.
+$(STAMPS)/bench-tools:
+	@mkdir -p $(STAMPS)
+	{ command -v wrk && { command -v nginx || [ -x /usr/sbin/nginx ]; }; } >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nginx wrk; }
 	@touch $@
 
 clean:

@@ -31,6 +31,7 @@ from llmflow_core import config as llmflow_config
 from llmflow_core.capture import CaptureOptions, build_span
 from llmflow_core.exchange import DEFAULT_HEAD_LIMIT, BodyTee, Exchange
 from llmflow_core.routing import Route, route_for_host, route_request
+from llmflow_core.forward import Forwarder, parse_headers
 from llmflow_core.otlp import mark_duplicates
 from llmflow_core.spans import Span
 from llmflow_core.spool import Spool
@@ -82,11 +83,15 @@ class LLMFlow:
         # HTTPS_PROXY connections that showed the access key on CONNECT
         self._authorized: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         data_dir = self.config.data_dir
-        self.writer = SpanWriter(lambda: open_store(self.config),
+        self.forwarder = (Forwarder(self.config.otlp_forward_endpoint,
+                                    parse_headers(self.config.otlp_forward_headers))
+                          if self.config.otlp_forward_endpoint else None)
+        self.writer = SpanWriter(lambda: open_store(self.config, writer=True),
                                  lambda exchange: build_span(exchange, self.options),
                                  spool=Spool(data_dir / "spool", self.config.spool_max_size),
                                  maintenance=self._prune, prepare=mark_proxied_duplicates,
-                                 status_path=status_file(data_dir))
+                                 status_path=status_file(data_dir),
+                                 on_written=self.forwarder.submit if self.forwarder else None)
 
     def _prune(self, store: SpanStore) -> None:
         """RETENTION_DAYS / RETENTION_PAYLOAD_DAYS, hourly (MongoDB also has a TTL index)."""
@@ -111,6 +116,8 @@ class LLMFlow:
                 self.writer.submit(exchange)
         self._inflight.clear()
         self.writer.stop()
+        if self.forwarder is not None:
+            self.forwarder.close()
         stats = self.writer.stats
         log.info("LLMFlow stopped: %d span(s) written, %d dropped", stats.written, stats.dropped)
 

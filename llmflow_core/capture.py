@@ -16,7 +16,8 @@ from llmflow_core import pricing, providers
 from llmflow_core.exchange import DEFAULT_HEAD_LIMIT, TAIL_BYTES, Exchange
 from llmflow_core.providers.base import ParsedCall, Usage, loads
 from llmflow_core.redact import (
-    cap, fit, is_secret_header, redact_headers, redact_text, redact_url, storable, storable_text,
+    TRUNCATED, cap, fit, is_secret_header, redact_headers, redact_text, redact_url, storable,
+    storable_text,
 )
 from llmflow_core.spans import Span, SpanStatus, from_timestamp
 from llmflow_core.tracing import trace_context
@@ -24,6 +25,11 @@ from llmflow_core.tracing import trace_context
 STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl",
                 "application/json-seq")
 CHARS_PER_TOKEN = 4  # rough English average, used only when the provider sent no usage
+ATTRIBUTE_TEXT_LIMIT = 1024  # characters of one text attribute (model names, ids, reasons)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -224,12 +230,14 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
             "model": call.response_model or call.request_model,
             **usage.attributes(),
         })
+        # Numbers only: the request may say anything ("max_tokens": a 16 KB string was copied
+        # here, past the body cap; tests/fuzz). The parameters keep what was sent.
         for key in ("temperature", "top_p"):
-            if key in call.parameters:
+            if _is_number(call.parameters.get(key)):
                 attributes[key] = call.parameters[key]
         max_tokens = next((call.parameters[k] for k in ("max_tokens", "max_completion_tokens",
                                                         "max_output_tokens") if k in call.parameters), None)
-        if max_tokens is not None:
+        if _is_number(max_tokens):
             attributes["max_tokens"] = max_tokens
         if call.finish_reason:
             attributes["finish_reason"] = call.finish_reason
@@ -324,6 +332,13 @@ def build_span(exchange: Exchange, options: CaptureOptions = CaptureOptions()) -
     if "rate_limits" in response:
         response["rate_limits"] = storable(response["rate_limits"])
     attributes = storable(attributes)
+    # Attribute text comes from the request or response too (a 1 MB "model"): kept short.
+    long_text = [key for key, value in attributes.items()
+                 if isinstance(value, str) and len(value) > ATTRIBUTE_TEXT_LIMIT]
+    for key in long_text:
+        attributes[key] = attributes[key][:ATTRIBUTE_TEXT_LIMIT] + TRUNCATED
+    if long_text:
+        attributes["truncated"] = True
     return Span(
         trace_id=context.trace_id,
         span_id=context.span_id,

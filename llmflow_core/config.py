@@ -57,6 +57,17 @@ def parse_positive_int(text: str) -> int:
     return value
 
 
+def parse_workers(text: str) -> int:
+    """A number of proxy processes from 1 to 64, or ``auto`` (one per available core)."""
+    value = text.strip().lower()
+    if value == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, min(64, cores))
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise ValueError("expected a number of proxy processes from 1 to 64, or auto")
+    return int(value)
+
+
 def parse_url(text: str) -> str:
     parts = urlsplit(text.strip())
     if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -90,8 +101,14 @@ SETTINGS: tuple[Setting, ...] = (
             "while the default is in use.", secret=True),
     Setting("PORT", "3000", "Dashboard port.", parse_port),
     Setting("PROXY_PORT", "8080", "Proxy port for apps that set their base URL to LLMFlow.", parse_port),
+    Setting("PROXY_WORKERS", "1", "Proxy processes sharing the proxy ports (Linux SO_REUSEPORT), "
+            "each recording on its own: a number from 1 to 64, or auto for one per core.",
+            parse_workers, accepted="1, 2, auto"),
     Setting("INTERCEPT_PORT", "8081", "Proxy port for apps that set HTTPS_PROXY: only known LLM API "
             "hosts are intercepted, everything else is tunnelled untouched.", parse_port),
+    Setting("CONNECT_TIMEOUT", "30", "Seconds to wait for an upstream to accept a "
+            "connection; then the caller gets a 502 and the span says upstream_timeout. (Answers "
+            "themselves are never timed out: a model may think for minutes.)", parse_positive_int),
     Setting("FREE_PROVIDERS", "ollama", "Routes whose models cost nothing (local models), "
             "comma-separated; their calls are priced at $0 instead of unknown."),
     Setting("BIND_HOST", "127.0.0.1", "Address the proxy and the dashboard listen on "
@@ -116,6 +133,11 @@ SETTINGS: tuple[Setting, ...] = (
             "(or, in HTTPS_PROXY mode, as the proxy password: http://llmflow:<key>@host:8081); "
             "it is removed before the call goes upstream. Empty: anyone who reaches the proxy "
             "ports may use it.", secret=True),
+    Setting("OTEL_EXPORTER_OTLP_ENDPOINT", "", "Also send every proxied span to this OTLP/HTTP "
+            "collector (Jaeger, Tempo...), e.g. http://collector:4318; LLMFlow keeps its own copy "
+            "whatever the collector does."),
+    Setting("OTEL_EXPORTER_OTLP_HEADERS", "", "Headers for that collector, key=value,key2=value2.",
+            secret=True),
     Setting("SPOOL_MAX_SIZE", "512MB", "Disk the proxy may use to keep spans while the store is "
             "down or slow; they are written when it is back.", parse_size, accepted="512MB, 1GB"),
     Setting("LOG_LEVEL", "INFO", "Log level of the proxy and the dashboard."),
@@ -155,6 +177,8 @@ class Config:
     port: int
     proxy_port: int
     intercept_port: int
+    connect_timeout: int
+    proxy_workers: int
     free_providers: frozenset[str]
     bind_host: str
     retention_days: int
@@ -165,6 +189,8 @@ class Config:
     otlp_ingest_token: str
     otlp_max_body_size: int
     spool_max_size: int
+    otlp_forward_endpoint: str
+    otlp_forward_headers: str
     proxy_access_key: str
     log_level: str
     allowed_hosts: tuple[str, ...]
@@ -215,6 +241,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         port=values["PORT"],
         proxy_port=values["PROXY_PORT"],
         intercept_port=values["INTERCEPT_PORT"],
+        connect_timeout=values["CONNECT_TIMEOUT"],
+        proxy_workers=values["PROXY_WORKERS"],
         free_providers=frozenset(name.lower() for name in _split(values["FREE_PROVIDERS"])),
         bind_host=values["BIND_HOST"],
         retention_days=values["RETENTION_DAYS"],
@@ -225,6 +253,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         otlp_ingest_token=values["OTLP_INGEST_TOKEN"].strip(),
         otlp_max_body_size=values["OTLP_MAX_BODY_SIZE"],
         spool_max_size=values["SPOOL_MAX_SIZE"],
+        otlp_forward_endpoint=values["OTEL_EXPORTER_OTLP_ENDPOINT"].strip(),
+        otlp_forward_headers=values["OTEL_EXPORTER_OTLP_HEADERS"],
         proxy_access_key=values["PROXY_ACCESS_KEY"],
         log_level=values["LOG_LEVEL"].upper(),
         allowed_hosts=_split(values["ALLOWED_HOSTS"]),

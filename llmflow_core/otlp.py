@@ -426,6 +426,11 @@ def _json_field(raw: Mapping[str, Any], key: str) -> Any:
     return loads(value) if isinstance(value, str) else value
 
 
+def _json_object(raw: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = _json_field(raw, key)
+    return value if isinstance(value, dict) and value else None
+
+
 def _from_llmflow_export(trace_id: str, span_id: str, parent: str | None, service: str,
                          name: str, start: datetime, end: datetime, raw: dict) -> Span:
     """A span LLMFlow exported: its fields come back from the llmflow.* attributes as they were."""
@@ -447,9 +452,10 @@ def _from_llmflow_export(trace_id: str, span_id: str, parent: str | None, servic
                     isinstance(duration, bool) else (end - start).total_seconds() * 1000,
                     status=status if status in STATUS_VALUES else SpanStatus.SUCCESS,
                     attributes=storable(attributes),
-                    request=storable(_json_field(raw, SPAN_PREFIX + "request") or {}),
-                    response=storable(_json_field(raw, SPAN_PREFIX + "response") or {}),
-                    error=storable(_json_field(raw, SPAN_PREFIX + "error") or None))
+                    # Objects only: a number or a list here made the span unstorable (tests/fuzz)
+                    request=storable(_json_object(raw, SPAN_PREFIX + "request") or {}),
+                    response=storable(_json_object(raw, SPAN_PREFIX + "response") or {}),
+                    error=storable(_json_object(raw, SPAN_PREFIX + "error")))
     except (TypeError, ValueError) as exc:
         raise _Rejected(f"bad llmflow.span.* attributes: {exc}") from None
 

@@ -56,7 +56,8 @@ class SpanWriter:
                  max_queue: int = 20000, max_pending: int = 8, retry_interval: float = 2.0,
                  maintenance: Callable[[SpanStore], Any] | None = None,
                  maintenance_every: float = 3600.0, status_path: Path | None = None,
-                 prepare: Callable[[SpanStore, list[Span]], list[Span]] | None = None) -> None:
+                 prepare: Callable[[SpanStore, list[Span]], list[Span]] | None = None,
+                 on_written: Callable[[list[Span]], Any] | None = None) -> None:
         self._store_factory = store_factory
         self._store: SpanStore | None = None
         self._build = build
@@ -78,6 +79,7 @@ class SpanWriter:
         self._next_maintenance = time.monotonic() + min(60.0, maintenance_every)
         self._status_path = status_path
         self._prepare = prepare  # last look at a batch with the store at hand, before writing
+        self._on_written = on_written  # e.g. the OTLP forwarder: called after a batch is stored
         self._next_status = 0.0
         self._started = time.time()
         self._builder = threading.Thread(target=self._build_loop, name="llmflow-builder", daemon=True)
@@ -215,6 +217,11 @@ class SpanWriter:
             return False
         self.stats.written += new
         self.stats.duplicates += len(spans) - new
+        if self._on_written is not None:
+            try:
+                self._on_written(spans)
+            except Exception:
+                log.exception("after-write hook failed (the spans are stored)")
         if not self.stats.store_ok:
             log.warning("store is back: writing again")
             self.stats.store_ok = True

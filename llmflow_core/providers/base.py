@@ -134,12 +134,14 @@ def iter_sse(body: bytes) -> Iterator[SSEEvent]:
 
 
 def iter_ndjson(body: bytes) -> Iterator[tuple[int, Any]]:
-    """(offset, parsed object) for each JSON line; unreadable lines are skipped."""
+    """(offset, parsed object or array) for each JSON line; unreadable lines are skipped."""
     offset = 0
     for raw_line in body.splitlines(keepends=True):
         line_start = offset
         offset += len(raw_line)
-        if raw_line.strip():
+        # Only objects and arrays are of use to a parser: other lines are skipped unparsed (a
+        # failed json.loads costs ~8 us: 5 MB of "data: {" lines took 5 s; tests/fuzz).
+        if raw_line.lstrip()[:1] in (b"{", b"["):
             value = loads(raw_line)
             if value is not None:
                 yield line_start, value

@@ -21,14 +21,17 @@ def apply_retention(store: SpanStore, config: Config, now: datetime | None = Non
     return deleted, dropped
 
 
-def open_store(config: Config) -> SpanStore:
-    """MongoDB when MONGO_URI is set, else the embedded SQLite file in LLMFLOW_DATA_DIR."""
+def open_store(config: Config, *, writer: bool = False) -> SpanStore:
+    """MongoDB when MONGO_URI is set, else the embedded SQLite file in LLMFLOW_DATA_DIR.
+    ``writer``: for the proxy, which appends and hardly reads (a small SQLite cache, no mmap)."""
     if config.mongo_uri:
         from llmflow_core.store.mongo import MongoStore
 
         return MongoStore(config.mongo_uri, retention_days=config.retention_days)
     from llmflow_core.store.sqlite import SQLiteStore
 
+    if writer:
+        return SQLiteStore(config.sqlite_path, cache_kib=4096, mmap_bytes=0)
     return SQLiteStore(config.sqlite_path)
 
 

@@ -175,11 +175,15 @@ def where(query: SpanQuery, *, with_cursor: bool = True, probe_text: bool = Fals
 class SQLiteStore(SpanStore):
     name = "sqlite"
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000,
+                 cache_kib: int = 32768, mmap_bytes: int = 256 * 1024 * 1024) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_ms = busy_timeout_ms
+        # The dashboard reads a lot (big cache, mmap); the proxy only appends (small).
+        self.cache_kib = cache_kib
+        self.mmap_bytes = mmap_bytes
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -206,8 +210,8 @@ class SQLiteStore(SpanStore):
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA cache_size = -32768")  # 32 MB of pages per connection
-            conn.execute("PRAGMA mmap_size = 268435456")  # read through the OS page cache
+            conn.execute(f"PRAGMA cache_size = -{int(self.cache_kib)}")
+            conn.execute(f"PRAGMA mmap_size = {int(self.mmap_bytes)}")
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)

@@ -152,3 +152,32 @@ def test_an_upstream_that_hangs_up_gives_a_clear_502(small_stack):
     assert span["status"] == "error" and span["attributes"]["http_status"] == 502
     assert span["error"]["type"] == "upstream_disconnected"
     assert span["error"]["message"] == "server closed connection"
+
+
+def test_an_upstream_that_never_accepts_gives_a_502_after_the_connect_timeout(tmp_path, small_stack):
+    import socket
+    import time
+
+    from tests.support.processes import start_proxy
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # never accepted: after one waiting connection, the kernel drops SYNs
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))
+    proxy = start_proxy(small_stack.data_dir, tmp_path, UPSTREAM_OPENAI=f"http://127.0.0.1:{port}",
+                        CONNECT_TIMEOUT=2)
+    marker = uuid.uuid4().hex
+    try:
+        started = time.monotonic()
+        response = requests.post(proxy.url + "/v1/chat/completions", json={"model": "gpt-4o-mini"},
+                                 headers={"X-Trace-M": marker}, timeout=30)
+        waited = time.monotonic() - started
+    finally:
+        proxy.stop()
+        filler.close()
+        listener.close()
+    assert response.status_code == 502 and 1.5 < waited < 10
+    span = tagged(small_stack, marker)
+    assert span["status"] == "error" and span["error"]["type"] == "upstream_timeout"
+    assert "timed out after 2 s" in span["error"]["message"]
