@@ -69,3 +69,34 @@ def test_security_headers(logged_in):
     assert response["X-Content-Type-Options"] == "nosniff"
     login = Client().post("/login", {"username": "llmflow", "password": "password"})
     assert login.cookies["sessionid"]["httponly"]
+
+
+def test_behind_an_https_reverse_proxy_cookies_are_secure(data, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SESSION_COOKIE_SECURE = True
+    settings.CSRF_COOKIE_SECURE = True
+    client = Client()
+    page = client.get("/login", HTTP_X_FORWARDED_PROTO="https")
+    assert page.cookies["csrftoken"]["secure"]
+    login = client.post("/login", {"username": "llmflow", "password": "password"},
+                        HTTP_X_FORWARDED_PROTO="https")
+    assert login.cookies["sessionid"]["secure"] and login.cookies["sessionid"]["httponly"]
+
+
+def test_the_setting_turns_on_secure_cookies():
+    import subprocess
+    import sys
+
+    from tests.support.processes import ROOT
+
+    script = ("import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'llmflow_dashboard.settings'; "
+              "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER, "
+              "settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE)")
+    import os
+    import tempfile
+
+    env = {**os.environ, "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+           "LLMFLOW_DATA_DIR": tempfile.mkdtemp(), "SECRET_KEY": "test"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "('HTTP_X_FORWARDED_PROTO', 'https') True True"

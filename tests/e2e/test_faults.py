@@ -194,3 +194,83 @@ def test_the_access_key(tmp_path, upstream):
     finally:
         proxy.stop()
     assert key not in proxy.log()
+
+
+def test_a_full_disk_never_breaks_a_call_and_is_said_loudly(tmp_path, upstream):
+    """The data directory on a tiny file system that fills up: calls go on at normal speed; what
+    cannot be kept (store and spool share that disk) is counted and reported; room again, and
+    recording resumes."""
+    import subprocess
+
+    data = tmp_path / "data"
+    data.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(data)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"this test needs root to mount a tmpfs: {mounted.stderr}"
+    proxy = None
+    try:
+        proxy = start_proxy(data, tmp_path, UPSTREAM_OPENAI=upstream.url)
+        client = sdk(proxy)
+        marker = uuid.uuid4().hex
+        warm = [call(client, marker) for _ in range(5)]
+        wait_until(lambda: (data / "llmflow.sqlite3").exists())
+        time.sleep(1)
+        filler = data / "filler"
+        with open(filler, "wb") as handle:  # take every byte that is left
+            try:
+                while True:
+                    handle.write(b"\0" * 65536)
+                    handle.flush()
+            except OSError:
+                pass
+        during = [call(client, marker) for _ in range(40)]
+        assert statistics.median(during) < statistics.median(warm) * 3 + 0.05 and max(during) < 2.0
+        wait_until(lambda: "LOST" in proxy.log(), timeout=30)
+        filler.unlink()  # room again
+        after = uuid.uuid4().hex
+        for _ in range(5):
+            call(client, after)
+
+        def stored(tag):
+            try:
+                with sqlite3.connect(data / "llmflow.sqlite3") as conn:
+                    return conn.execute("SELECT COUNT(*) FROM spans WHERE json_extract(doc, "
+                                        "'$.attributes.custom.run') = ?", (tag,)).fetchone()[0]
+            except sqlite3.Error:
+                return -1
+
+        wait_until(lambda: stored(after) == 5, timeout=60)
+        assert 5 <= stored(marker) <= 45
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        subprocess.run(["umount", "-l", str(data)], capture_output=True)
+
+
+def test_the_access_key_as_the_https_proxy_password(tmp_path, upstream):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    key = "llmflow-proxy-key-" + uuid.uuid4().hex
+    data = tmp_path / "data"
+    proxy = start_proxy(data, tmp_path, UPSTREAM_OPENAI=upstream.url, PROXY_ACCESS_KEY=key)
+    script = ("import sys; from openai import OpenAI; c = OpenAI(api_key='sk-x', max_retries=0, timeout=10)\n"
+              "print(c.chat.completions.create(model='gpt-4o-mini', messages=[{'role': 'user', "
+              "'content': 'hi'}]).choices[0].message.content)")
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["SSL_CERT_FILE"] = str(data / "mitmproxy" / "ca-bundle.pem")
+    try:
+        with_key = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                                  env={**env, "HTTPS_PROXY": f"http://llmflow:{key}@127.0.0.1:{proxy.intercept_port}"})
+        assert with_key.returncode == 0, with_key.stderr
+        assert with_key.stdout.strip() == REPLY_TEXT
+        without = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                                 env={**env, "HTTPS_PROXY": f"http://127.0.0.1:{proxy.intercept_port}"})
+        assert without.returncode != 0  # refused at CONNECT (407): no call went upstream
+        assert "407" in without.stderr or "Proxy Authentication Required" in without.stderr
+    finally:
+        proxy.stop()
+    assert "proxy-authorization" not in json.dumps([r.headers for r in upstream.requests]).lower()
+    assert key not in proxy.log()
