@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.processes import (ROOT, RUNTIME_PYTHON, Service, free_port, llmflow_env,
-                                     wait_for_port)
+from tests.support.processes import (RUNTIME_PYTHON, Service, free_port, llmflow_env,
+                                     spawn, wait_for_port)
 
 # What nginx answers to every request: a non-streamed OpenAI chat completion.
 CHAT_COMPLETION = {
@@ -72,22 +71,6 @@ def require_tools() -> dict[str, str]:
         raise SystemExit(f"the proxy benchmark needs {' and '.join(missing)}: "
                          f"apt-get install -y {' '.join(missing)}  (or run `make bench`)")
     return found
-
-
-def spawn(name: str, args: list[str], port: int, log_dir: Path, env: dict[str, str] | None = None,
-          timeout: float = 30.0) -> Service:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name}.log"
-    with open(log_path, "wb") as handle:
-        process = subprocess.Popen(args, cwd=ROOT, env=env or dict(os.environ), stdout=handle,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    service = Service(name, process, port, log_path, env or {})
-    try:
-        wait_for_port(port, timeout, process)
-    except Exception as exc:
-        service.stop()
-        raise RuntimeError(f"{name} did not start: {exc}\n{service.log()[-3000:]}") from exc
-    return service
 
 
 def start_nginx(tmp: Path, nginx: str) -> Service:

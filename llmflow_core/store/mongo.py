@@ -41,6 +41,17 @@ def database_name(uri: str, default: str = "llmflow") -> str:
         return default
 
 
+def bucket_start(size_ms: int) -> dict[str, Any]:
+    """$startTime rounded down to a bucket, in epoch ms (date - epoch = ms in MongoDB, and in
+    mongomock)."""
+    millis = {"$subtract": ["$startTime", EPOCH]}
+    return {"$subtract": [millis, {"$mod": [millis, size_ms]}]}
+
+
+def from_ms(millis: Any) -> datetime:
+    return datetime.fromtimestamp(int(millis) / 1000, tz=timezone.utc)
+
+
 def to_doc(span: Span) -> dict[str, Any]:
     doc = span.to_document()
     doc["_id"] = span.span_id
@@ -90,7 +101,7 @@ def mongo_filter(query: SpanQuery, *, with_cursor: bool = True) -> dict[str, Any
         clauses.append({"kind": {"$in": ["llm", "http"]}, "attributes.duplicate_of": {"$exists": False}})
     if with_cursor and query.cursor:
         millis, span_id = decode_cursor(query.cursor)
-        moment = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+        moment = from_ms(millis)
         clauses.append({"$or": [{"startTime": {"$lt": moment}},
                                 {"startTime": moment, "_id": {"$lt": span_id}}]})
     if not clauses:
@@ -201,12 +212,10 @@ class MongoStore(SpanStore):
         if group_by is not None and group_by not in GROUP_FIELDS:
             raise ValueError(f"cannot group by {group_by!r}")
         size = BUCKET_SECONDS[bucket] * 1000
-        # date - epoch = milliseconds (MongoDB semantics; also what mongomock implements)
-        millis = {"$subtract": ["$startTime", EPOCH]}
         pipeline = [
             {"$match": mongo_filter(query, with_cursor=False)},
             {"$group": {
-                "_id": {"b": {"$subtract": [millis, {"$mod": [millis, size]}]},
+                "_id": {"b": bucket_start(size),
                         "g": "$" + FIELD_PATHS[group_by] if group_by else None},
                 "requests": {"$sum": 1},
                 "errors": {"$sum": {"$cond": [{"$eq": ["$status", "error"]}, 1, 0]}},
@@ -218,37 +227,36 @@ class MongoStore(SpanStore):
             }},
             {"$sort": {"_id.b": 1, "_id.g": 1}},
         ]
-        try:
-            rows = list(self.spans.aggregate(pipeline))
-        except PyMongoError as exc:
-            raise StoreError(f"mongo: {exc}") from exc
-        return [BucketRow(datetime.fromtimestamp(int(r["_id"]["b"]) / 1000, tz=timezone.utc),
+        rows = self._aggregate(pipeline)
+        return [BucketRow(from_ms(r["_id"]["b"]),
                           r["_id"].get("g"), int(r["requests"]), int(r["errors"]),
                           int(r["prompt"]), int(r["completion"]), float(r["cost"]),
                           r.get("duration"), r.get("ttft")) for r in rows]
+
+    def _aggregate(self, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            return list(self.spans.aggregate(pipeline))
+        except PyMongoError as exc:
+            raise StoreError(f"mongo: {exc}") from exc
 
     def histogram(self, query: SpanQuery, *, bucket: Bucket = "hour",
                   field: HistogramField = "duration") -> list[HistogramRow]:
         value = HISTOGRAM_PATHS[field]
         size = BUCKET_SECONDS[bucket] * 1000
-        millis = {"$subtract": ["$startTime", EPOCH]}
         branches = [{"case": {"$lt": [value, bound]}, "then": index}
                     for index, bound in enumerate(HISTOGRAM_BOUNDS)]
         match = mongo_filter(query, with_cursor=False)
         present = {value[1:]: {"$type": "number"}}
         pipeline = [
             {"$match": {"$and": [match, present]} if match else present},
-            {"$group": {"_id": {"b": {"$subtract": [millis, {"$mod": [millis, size]}]},
+            {"$group": {"_id": {"b": bucket_start(size),
                                 "h": {"$switch": {"branches": branches,
                                                   "default": len(HISTOGRAM_BOUNDS)}}},
                         "n": {"$sum": 1}}},
             {"$sort": {"_id.b": 1, "_id.h": 1}},
         ]
-        try:
-            rows = list(self.spans.aggregate(pipeline))
-        except PyMongoError as exc:
-            raise StoreError(f"mongo: {exc}") from exc
-        return [HistogramRow(datetime.fromtimestamp(int(r["_id"]["b"]) / 1000, tz=timezone.utc),
+        rows = self._aggregate(pipeline)
+        return [HistogramRow(from_ms(r["_id"]["b"]),
                              int(r["_id"]["h"]), int(r["n"])) for r in rows]
 
     def distinct(self, field: str, query: SpanQuery | None = None, limit: int = 200) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import mongo_uri
 from tests.e2e.conftest import start_stack
 from tests.support.mock_upstream import REPLY_TEXT
-from tests.support.processes import RUNTIME_PYTHON, _spawn, free_port, llmflow_env
+from tests.support.processes import RUNTIME_PYTHON, free_port, llmflow_env, spawn
 
 pytestmark = pytest.mark.e2e
 
@@ -43,9 +43,9 @@ def test_addon_runs_as_a_plain_mitmdump_script(tmp_path, upstream):
     port = free_port()
     mitmdump = RUNTIME_PYTHON.parent / "mitmdump"
     data = tmp_path / "data"
-    proxy = _spawn("mitmdump", [str(mitmdump), "--mode", f"reverse:{upstream.url}@127.0.0.1:{port}",
-                                "--set", "connection_strategy=lazy", "-q", "-s", "addon/llmflow.py"],
-                   llmflow_env(data, UPSTREAM_OPENAI=upstream.url), port, tmp_path)
+    proxy = spawn("mitmdump", [str(mitmdump), "--mode", f"reverse:{upstream.url}@127.0.0.1:{port}",
+                               "--set", "connection_strategy=lazy", "-q", "-s", "addon/llmflow.py"],
+                  port, tmp_path, llmflow_env(data, UPSTREAM_OPENAI=upstream.url))
     try:
         sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
         reply = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])

@@ -68,19 +68,21 @@ class Service:
         return self.process.returncode
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str], port: int, log_dir: Path,
-           timeout: float = 30.0) -> Service:
+def spawn(name: str, args: list[str], port: int, log_dir: Path, env: dict[str, str] | None = None,
+          timeout: float = 30.0) -> Service:
+    """Start a process (output to ``log_dir``) and wait until it listens on ``port``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
-    handle = open(log_path, "wb")
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    handle.close()
+    env = env if env is not None else dict(os.environ)
+    with open(log_path, "wb") as handle:
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
     service = Service(name, process, port, log_path, env)
     try:
         wait_for_port(port, timeout, process)
     except Exception as exc:
         service.stop()
-        raise RuntimeError(f"{name} did not start: {exc}\n{service.log()}") from exc
+        raise RuntimeError(f"{name} did not start: {exc}\n{service.log()[-3000:]}") from exc
     return service
 
 
@@ -96,8 +98,8 @@ def start_proxy(data_dir: Path, log_dir: Path, **env: Any) -> Service:
     """The proxy; ``service.intercept_port`` is its HTTPS_PROXY port."""
     port = int(env.pop("PROXY_PORT", 0)) or free_port()
     env.setdefault("INTERCEPT_PORT", free_port())
-    service = _spawn("proxy", [str(RUNTIME_PYTHON), "-m", "addon"],
-                     llmflow_env(data_dir, PROXY_PORT=port, **env), port, log_dir)
+    service = spawn("proxy", [str(RUNTIME_PYTHON), "-m", "addon"], port, log_dir,
+                    llmflow_env(data_dir, PROXY_PORT=port, **env))
     service.intercept_port = int(env["INTERCEPT_PORT"])
     wait_for_port(service.intercept_port, 10, service.process)
     return service
@@ -119,9 +121,9 @@ def ensure_static_collected() -> None:
 def start_dashboard(data_dir: Path, log_dir: Path, **env: Any) -> Service:
     ensure_static_collected()
     port = int(env.pop("PORT", 0)) or free_port()
-    return _spawn("dashboard", [str(RUNTIME_PYTHON), "-m", "gunicorn", "llmflow_dashboard.wsgi",
-                                "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"],
-                  llmflow_env(data_dir, PORT=port, **env), port, log_dir)
+    return spawn("dashboard", [str(RUNTIME_PYTHON), "-m", "gunicorn", "llmflow_dashboard.wsgi",
+                               "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"],
+                 port, log_dir, llmflow_env(data_dir, PORT=port, **env))
 
 
 def start_mongo_wire(storage: Path, log_dir: Path, port: int | None = None) -> Service:
@@ -129,6 +131,5 @@ def start_mongo_wire(storage: Path, log_dir: Path, port: int | None = None) -> S
     port = port or free_port()
     binary = shutil.which("secantusd-py", path=str(TEST_BIN)) or "secantusd-py"
     storage.mkdir(parents=True, exist_ok=True)
-    return _spawn("mongo", [binary, "--host", "127.0.0.1", "--port", str(port),
-                            "--storage-path", str(storage)], dict(os.environ), port, log_dir,
-                  timeout=60.0)
+    return spawn("mongo", [binary, "--host", "127.0.0.1", "--port", str(port),
+                           "--storage-path", str(storage)], port, log_dir, timeout=60.0)
