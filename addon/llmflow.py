@@ -4,12 +4,15 @@ Runs inside LLMFlow's own runner (``python -m addon``) or as a plain script:
 ``mitmdump --mode reverse:https://api.openai.com@8080 -s addon/llmflow.py``.
 
 What runs on the proxy's event loop is kept to copying references and timestamps; building
-and storing the span happens on the writer thread (llmflow_core.writer). If anything in here
-fails, the call goes on untouched: recording is never allowed to break the user's traffic.
+and storing the span happens in the recorder, a child process (llmflow_core.recorder), so it
+never competes with the proxy for its core. If anything in here fails, the call goes on
+untouched: recording is never allowed to break the user's traffic.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -24,21 +27,14 @@ except ImportError:  # loaded by path (mitmdump -s addon/llmflow.py): make the r
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mitmproxy import http
-from mitmproxy.addons.proxyauth import make_auth_required_response, parse_http_basic_auth
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from llmflow_core import config as llmflow_config
-from llmflow_core.capture import CaptureOptions, build_span
 from llmflow_core.exchange import DEFAULT_HEAD_LIMIT, BodyTee, Exchange
+from llmflow_core.recorder import RecorderProcess
 from llmflow_core.routing import Route, route_for_host, route_request
-from llmflow_core.forward import Forwarder, parse_headers
-from llmflow_core.otlp import mark_duplicates
-from llmflow_core.spans import Span
-from llmflow_core.spool import Spool
 from llmflow_core.status import status_file
-from llmflow_core.store import SpanStore, apply_retention, open_store
 from llmflow_core.tracing import is_trace_header
-from llmflow_core.writer import SpanWriter
 
 log = logging.getLogger("llmflow.addon")
 META = "llmflow"
@@ -48,14 +44,24 @@ ACCESS_DENIED = json.dumps({"error": {
     "type": "llmflow_access_denied"}}).encode()
 
 
-def mark_proxied_duplicates(store: SpanStore, spans: list[Span]) -> list[Span]:
-    """A proxied call whose parent is the app's own SDK span of the same call (traceparent)
-    is a second record of that call: mark it, so totals count the call once."""
-    parents = {span.parent_span_id for span in spans if span.parent_span_id and span.kind == "llm"}
-    if not parents:
-        return spans
-    stored = [found for found in (store.get_span(parent) for parent in parents) if found]
-    return mark_duplicates(spans, stored) if stored else spans
+def basic_auth_password(header: str) -> str | None:
+    """The password of a ``Basic`` Proxy-Authorization header (the user name is ignored).
+    Our own few lines: mitmproxy's helper lives in its proxyauth addon, which imports ldap3."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return None
+    _user, colon, password = decoded.partition(":")
+    return password if colon else None
+
+
+def proxy_auth_required() -> http.Response:
+    return http.Response.make(407, ACCESS_DENIED, {
+        "content-type": "application/json",
+        "proxy-authenticate": 'Basic realm="LLMFlow"'})
 
 
 class _Pending:
@@ -75,33 +81,15 @@ class _Pending:
 class LLMFlow:
     def __init__(self, config: llmflow_config.Config | None = None) -> None:
         self.config = config or llmflow_config.load()
-        self.options = CaptureOptions(max_body_size=self.config.max_response_size,
-                                      service_name=self.config.service_name,
-                                      free_providers=self.config.free_providers)
         self.head_limit = max(DEFAULT_HEAD_LIMIT, 4 * self.config.max_response_size)
         self._inflight: dict[str, http.HTTPFlow] = {}  # routed, not finished yet
         # HTTPS_PROXY connections that showed the access key on CONNECT
         self._authorized: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        data_dir = self.config.data_dir
-        self.forwarder = (Forwarder(self.config.otlp_forward_endpoint,
-                                    parse_headers(self.config.otlp_forward_headers))
-                          if self.config.otlp_forward_endpoint else None)
-        self.writer = SpanWriter(lambda: open_store(self.config, writer=True),
-                                 lambda exchange: build_span(exchange, self.options),
-                                 spool=Spool(data_dir / "spool", self.config.spool_max_size),
-                                 maintenance=self._prune, prepare=mark_proxied_duplicates,
-                                 status_path=status_file(data_dir),
-                                 on_written=self.forwarder.submit if self.forwarder else None)
-
-    def _prune(self, store: SpanStore) -> None:
-        """RETENTION_DAYS / RETENTION_PAYLOAD_DAYS, hourly (MongoDB also has a TTL index)."""
-        deleted, dropped = apply_retention(store, self.config)
-        if deleted or dropped:
-            log.info("retention: %d span(s) deleted, %d payload(s) dropped", deleted, dropped)
+        self.recorder = RecorderProcess(self.config, status_path=status_file(self.config.data_dir))
 
     # -- lifecycle -----------------------------------------------------------------------------
     def running(self) -> None:
-        self.writer.start()
+        self.recorder.start()
         log.info("LLMFlow recording to %s", "MongoDB" if self.config.mongo_uri
                  else self.config.sqlite_path)
 
@@ -113,13 +101,12 @@ class LLMFlow:
                 exchange = self._exchange(flow, pending)
                 exchange.error = exchange.error or "the LLMFlow proxy shut down during the call"
                 exchange.cancelled = True
-                self.writer.submit(exchange)
+                self.recorder.submit(exchange)
         self._inflight.clear()
-        self.writer.stop()
-        if self.forwarder is not None:
-            self.forwarder.close()
-        stats = self.writer.stats
-        log.info("LLMFlow stopped: %d span(s) written, %d dropped", stats.written, stats.dropped)
+        self.recorder.stop()
+        stats = self.recorder.stats
+        log.info("LLMFlow stopped: %d call(s) handed to the recorder, %d dropped", stats.sent,
+                 stats.dropped)
 
     # -- access control (PROXY_ACCESS_KEY) -------------------------------------------------------
     def _key_ok(self, supplied: str | None) -> bool:
@@ -130,16 +117,14 @@ class LLMFlow:
         then trusted for the requests inside it."""
         if not self.config.proxy_access_key:
             return
-        header = flow.request.headers.get("proxy-authorization", "")
-        try:
-            _scheme, _user, password = parse_http_basic_auth(header)
-        except ValueError:
+        password = basic_auth_password(flow.request.headers.get("proxy-authorization", ""))
+        if password is None:
             password = flow.request.headers.get(ACCESS_HEADER)
         if self._key_ok(password):
             self._authorized[flow.client_conn] = True
             flow.request.headers.pop("proxy-authorization", None)
         else:
-            flow.response = make_auth_required_response(is_proxy=True)
+            flow.response = proxy_auth_required()
 
     def _access_denied(self, flow: http.HTTPFlow) -> bool:
         key = self.config.proxy_access_key
@@ -201,7 +186,7 @@ class LLMFlow:
         if pending is None:
             return
         try:
-            self.writer.submit(self._exchange(flow, pending))
+            self.recorder.submit(self._exchange(flow, pending))
         except Exception:
             log.exception("could not record a call (the call itself was not affected)")
 

@@ -25,17 +25,22 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Mapping
 
-from mitmproxy import addonmanager, exceptions, flow, hooks, options
-from mitmproxy.addons import core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
-from mitmproxy.master import Master
-from mitmproxy.proxy.mode_specs import ReverseMode
+from addon.lean_imports import skip_default_addons
 
-from addon import connect_timeout
-from addon.llmflow import LLMFlow
-from llmflow_core import config as llmflow_config
-from llmflow_core.routing import KNOWN_HOSTS
+skip_default_addons()  # before the first mitmproxy import below: see addon/lean_imports.py
+
+from mitmproxy import addonmanager, exceptions, flow, hooks, options  # noqa: E402
+from mitmproxy.addons import (  # noqa: E402
+    core, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig,
+)
+from mitmproxy.master import Master  # noqa: E402
+from mitmproxy.proxy.mode_specs import ReverseMode  # noqa: E402
+
+from addon import connect_timeout  # noqa: E402
+from addon.llmflow import LLMFlow  # noqa: E402
+from llmflow_core import config as llmflow_config  # noqa: E402
+from llmflow_core.routing import KNOWN_HOSTS  # noqa: E402
 
 CA_CERT = "mitmproxy-ca-cert.pem"
 CA_BUNDLE = "ca-bundle.pem"  # the public CAs plus LLMFlow's, for SSL_CERT_FILE

@@ -41,7 +41,6 @@ loaded to decode, or to encode protobuf, so the encoder works without them.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 from dataclasses import dataclass, field

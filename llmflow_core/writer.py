@@ -57,7 +57,8 @@ class SpanWriter:
                  maintenance: Callable[[SpanStore], Any] | None = None,
                  maintenance_every: float = 3600.0, status_path: Path | None = None,
                  prepare: Callable[[SpanStore, list[Span]], list[Span]] | None = None,
-                 on_written: Callable[[list[Span]], Any] | None = None) -> None:
+                 on_written: Callable[[list[Span]], Any] | None = None,
+                 status_pid: int | None = None, gather: float = 0.02) -> None:
         self._store_factory = store_factory
         self._store: SpanStore | None = None
         self._build = build
@@ -80,21 +81,30 @@ class SpanWriter:
         self._status_path = status_path
         self._prepare = prepare  # last look at a batch with the store at hand, before writing
         self._on_written = on_written  # e.g. the OTLP forwarder: called after a batch is stored
+        self._status_pid = status_pid or os.getpid()  # the proxy this writer records for
+        # After the first span of a batch, wait this long for more: under load the store then
+        # commits a few large batches instead of many small ones (a commit costs more than a row).
+        self.gather = gather
         self._next_status = 0.0
         self._started = time.time()
         self._builder = threading.Thread(target=self._build_loop, name="llmflow-builder", daemon=True)
         self._writer = threading.Thread(target=self._store_loop, name="llmflow-store", daemon=True)
 
     # -- producer side (proxy event loop) ------------------------------------------------------
-    def submit(self, item: Any) -> bool:
-        """Queue an exchange for recording. Never blocks; False when it had to be dropped."""
+    def submit(self, item: Any, block: bool = False) -> bool:
+        """Queue an exchange for recording; False when it had to be dropped. Never blocks
+        unless ``block`` (the recorder process waits rather than drop: its input is a pipe)."""
         try:
-            self._queue.put_nowait(item)
+            self._queue.put(item, block=block)
         except queue.Full:
             self._drop(1, "span queue full")
             return False
         self.stats.queued += 1
         return True
+
+    def count_dropped(self, count: int) -> None:
+        """Spans lost before they reached this writer (e.g. in the proxy): reported with ours."""
+        self.stats.dropped += count
 
     @property
     def pending(self) -> int:
@@ -133,7 +143,7 @@ class SpanWriter:
     def status(self) -> dict[str, Any]:
         return {**asdict(self.stats), "pending": self.pending,
                 "spool_bytes": self._spool.bytes if self._spool else 0,
-                "started": self._started, "updated": time.time(), "pid": os.getpid(),
+                "started": self._started, "updated": time.time(), "pid": self._status_pid,
                 "host": socket.gethostname()}
 
     # -- builder thread --------------------------------------------------------------------------
@@ -145,11 +155,18 @@ class SpanWriter:
             return items
         with self._idle:
             self._busy += 1  # from here until handed over, these spans are in flight
+        deadline = time.monotonic() + self.gather
         while len(items) < self.batch_size:
             try:
                 items.append(self._queue.get_nowait())
             except queue.Empty:
-                break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    items.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
         return items
 
     def _build_loop(self) -> None:

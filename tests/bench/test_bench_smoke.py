@@ -47,7 +47,8 @@ def test_smoke_run_writes_every_result(tmp_path):
         assert not missing_keys, (name, missing_keys)
         assert row["rps_c32"] > 0 and row["p50_ms"] > 0 and row["ttfb_p50_ms"] > 0, (name, row)
         assert len(proxy["rounds"][name]) == 1
-    assert proxy["summary"]["llmflow-sqlite-2w"]["processes"] == 3  # the supervisor and 2 workers
+    # the supervisor, 2 workers and their 2 recorder processes
+    assert proxy["summary"]["llmflow-sqlite-2w"]["processes"] == 5
     for name in TARGETS[1:]:
         for key in RATIOS:
             assert set(proxy["ratios"][name][key]) == {"vs_mitmdump", "vs_direct"}, (name, key)
