@@ -6,7 +6,8 @@ Starts nginx (bench.upstreams) and LLMFlow's proxy recording to SQLite (one proc
 with wrk for ``--seconds`` and samples it meanwhile with ``py-spy record`` (``pip install
 py-spy`` into the test virtualenv; it needs ptrace, which root has). Prints the share of
 samples per thread, per area of code (mitmproxy's layers, asyncio, hook dispatch, LLMFlow's
-hooks, the writer, SQLite...) and the functions with the most own time; writes the collapsed
+hooks, the hand-over to the recorder process...) and the functions with the most own time
+(the recorder process itself, which builds and stores the spans, is not sampled); writes the collapsed
 stacks and a flame graph (SVG) to bench/results/. ``--gil`` samples only the thread holding
 the GIL: what competes with the event loop.
 """
@@ -35,6 +36,7 @@ FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 # First match wins, checked from the innermost frame outwards (own time of a sample).
 AREAS = [
     ("LLMFlow addon hooks (event loop)", ("addon/llmflow.py", "llmflow_core/exchange.py")),
+    ("LLMFlow recorder hand-over (pickle, pipe)", ("llmflow_core/recorder.py",)),
     ("LLMFlow writer: build span", ("llmflow_core/capture.py", "llmflow_core/providers", "llmflow_core/redact",
                                     "llmflow_core/pricing", "llmflow_core/spans", "llmflow_core/tracing",
                                     "llmflow_core/text", "genai_prices", "pydantic")),

@@ -44,7 +44,7 @@ from llmflow_core import config as llmflow_config
 log = logging.getLogger("llmflow.recorder")
 HEADER = struct.Struct("!I")  # each frame: its length, then a pickle
 ROOT = Path(__file__).resolve().parent.parent
-GATHER_SECONDS = 0.002  # let a few calls gather into one frame: fewer wake-ups under load
+GATHER_SECONDS = 0.02  # let calls gather into one frame: one wake-up (and notify) per frame, not per call
 MAX_FRAME_ITEMS = 512
 F_SETPIPE_SZ = 1031  # Linux fcntl: a 1 MB pipe absorbs bursts while the child is busy
 PIPE_BYTES = 1 << 20
@@ -129,9 +129,10 @@ class RecorderProcess:
     def _send_loop(self) -> None:
         while True:
             self._wake.wait(0.5)
-            self._wake.clear()
             if self._items and not self._stopping:
                 time.sleep(GATHER_SECONDS)
+            # cleared only now: calls submitted while gathering find it set and skip notifying
+            self._wake.clear()
             batch = []
             while self._items and len(batch) < MAX_FRAME_ITEMS:
                 batch.append(self._items.popleft())
