@@ -49,6 +49,7 @@ MAX_FRAME_ITEMS = 512
 F_SETPIPE_SZ = 1031  # Linux fcntl: a 1 MB pipe absorbs bursts while the child is busy
 PIPE_BYTES = 1 << 20
 NICENESS = 4
+MAX_RESTART_DELAY = 30.0
 STOP_ATTEMPTS = 3  # restarts tried for a batch once the proxy is stopping
 STOP_GRACE = 5.0  # beyond the writer's own stop timeout, for the child to exit
 
@@ -177,7 +178,8 @@ class RecorderProcess:
             if self._stopping and attempts > STOP_ATTEMPTS:
                 self._broken = True  # shutting down and no child will take them: stop trying
                 break
-            time.sleep(self.restart_delay)
+            # a child that keeps failing (a broken install) is retried ever more slowly
+            time.sleep(min(MAX_RESTART_DELAY, self.restart_delay * 2 ** min(attempts - 1, 6)))
             self._restart()
         self._drop(len(batch), "the recorder process could not be restarted at shutdown")
 
