@@ -21,6 +21,10 @@ from llmflow_core.spans import Span
 log = logging.getLogger("llmflow.spool")
 SEGMENT_BYTES = 4 * 1024 * 1024
 SUFFIX = ".jsonl"
+# A segment being replayed is renamed to <segment>.claimed-<pid>: with several proxies sharing
+# the directory (PROXY_WORKERS), each segment is replayed by one of them. A claim whose process
+# is gone (crashed mid-replay) is replayable again.
+CLAIMED = ".claimed-"
 
 
 class SpoolFull(Exception):
@@ -36,6 +40,7 @@ class Spool:
         self._current: Path | None = None
         self._current_size = 0
         self._counter = 0
+        self.owner = os.getpid()  # names our claims on segments
         self.bytes = sum(p.stat().st_size for p in self._segments())
 
     # -- writing ---------------------------------------------------------------------------------
@@ -76,7 +81,26 @@ class Spool:
             elif path.name.endswith(SUFFIX + ".open") and path != self._current:
                 if _writer_gone(path):
                     found.append(path)
+            elif CLAIMED in path.name:
+                claimer = path.name.rsplit(CLAIMED, 1)[1]
+                if claimer == str(self.owner) or _process_gone(claimer):
+                    found.append(path)
         return sorted(found)
+
+    def claim(self, segment: Path) -> Path | None:
+        """Take ``segment`` for replaying (an atomic rename); None if another process took it
+        first. The claimed path is what to ``read`` and ``remove``."""
+        name = segment.name
+        if CLAIMED in name:
+            if name.rsplit(CLAIMED, 1)[1] == str(self.owner):
+                return segment
+            name = name.rsplit(CLAIMED, 1)[0]
+        claimed = segment.with_name(f"{name}{CLAIMED}{self.owner}")
+        try:
+            os.rename(segment, claimed)
+        except FileNotFoundError:
+            return None
+        return claimed
 
     @property
     def empty(self) -> bool:
@@ -117,6 +141,14 @@ def _writer_gone(path: Path) -> bool:
     except (IndexError, ValueError):
         return True
     if pid == os.getpid():
+        return True
+    return _process_gone(pid)
+
+
+def _process_gone(pid: int | str) -> bool:
+    try:
+        pid = int(pid)
+    except ValueError:
         return True
     try:
         os.kill(pid, 0)

@@ -249,7 +249,10 @@ class SpanWriter:
         """Move the spool back into the store, oldest first, while the store takes it."""
         if self._spool is None or self._spool.empty:
             return
-        for segment in self._spool.segments():
+        for found in self._spool.segments():
+            segment = self._spool.claim(found)
+            if segment is None:
+                continue  # another proxy process is replaying it
             batch: list[Span] = []
             for span in self._spool.read(segment):
                 batch.append(span)

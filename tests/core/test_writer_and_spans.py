@@ -1,3 +1,4 @@
+import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -108,6 +109,34 @@ def test_replaying_twice_duplicates_nothing(tmp_path):
         time.sleep(0.05)
     writer.stop()
     assert store.stats().spans == 20 and writer.stats.duplicates == 10
+
+
+def test_proxies_sharing_a_spool_each_replay_a_segment_once(tmp_path):
+    """PROXY_WORKERS: several processes share the spool directory. A segment is claimed by one
+    of them (an atomic rename); a claim whose process is gone is replayable again."""
+    import subprocess
+    import sys
+
+    from llmflow_core.spool import Spool
+
+    first = Spool(tmp_path / "spool", 10_000_000)
+    second = Spool(tmp_path / "spool", 10_000_000)
+    second.owner = os.getppid()  # another process, alive
+    first.append([make_span() for _ in range(5)])
+    segment = first.segments()[0]
+    claimed = second.claim(segment)
+    assert claimed is not None and claimed.exists()
+    assert first.claim(segment) is None  # taken: the first process skips it
+    assert first.segments() == []  # and does not list it while its claimer lives
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    second.owner = int(dead.stdout)  # the claimer died mid-replay
+    claimed = claimed.rename(claimed.with_name(claimed.name.rsplit("-", 1)[0] + f"-{second.owner}"))
+    assert first.segments() == [claimed]
+    mine = first.claim(claimed)
+    assert mine is not None and len(list(first.read(mine))) == 5
+    first.remove(mine)
+    assert first.segments() == [] and not any((tmp_path / "spool").iterdir())
 
 
 def test_a_torn_last_line_is_skipped(tmp_path):
