@@ -5,6 +5,11 @@
 Builds (once, then reuses) an SQLite store of demo spans spread over 7 days ending now, starts
 the real dashboard (gunicorn, as `make run` does) on loopback, and times each page over
 repeated requests. Prints p50/p95 per page and writes bench/results/dashboard_queries.json.
+
+The analytics windows end at the newest stored span, not at the clock: a reused store's spans
+stop when it was built, so "the last 24 hours" by the clock would cover less and less data (and
+time less and less work) as the store ages. Anchored, "24 hours" is always 24 hours of data,
+exactly what ``range=24h`` shows right after the spans were written.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from pathlib import Path
+from urllib.parse import urlencode
 
 import requests
 
@@ -24,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmflow_core.demo import demo_spans  # noqa: E402
+from llmflow_core.spans import iso  # noqa: E402
 from llmflow_core.store import SpanQuery  # noqa: E402
 from llmflow_core.store.sqlite import SQLiteStore  # noqa: E402
 from tests.support.processes import start_dashboard  # noqa: E402
@@ -74,7 +81,12 @@ def main() -> int:
     model = store.distinct("model")[0]
     cursor = store.list_spans(SpanQuery(limit=50)).next
     since_day = (datetime.now(timezone.utc) - timedelta(hours=24)).isoformat()
+    end = store.stats().newest + timedelta(milliseconds=1)  # until is exclusive
     store.close()
+
+    def last(hours: int) -> str:
+        """The analytics window of ``hours`` ending at the newest span (see the module doc)."""
+        return urlencode({"since": iso(end - timedelta(hours=hours)), "until": iso(end)})
 
     dashboard = start_dashboard(data, RESULTS)
     try:
@@ -89,8 +101,8 @@ def main() -> int:
             "list page, full-text search": "/?q=haiku",
             "live-update poll": f"/traces/rows?since={since_day[:19]}&limit=1",
             "API /api/spans": "/api/spans?limit=50",
-            "analytics, 24 hours": "/api/analytics?range=24h",
-            "analytics, 7 days": "/api/analytics?range=7d",
+            "analytics, 24 hours": f"/api/analytics?{last(24)}",
+            "analytics, 7 days": f"/api/analytics?{last(24 * 7)}",
         }
         # pages need a session cookie; Basic auth covers /api/, so log in once for the rest
         login = session.get(base + "/login")
