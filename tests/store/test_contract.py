@@ -285,3 +285,41 @@ def test_sqlite_search_of_a_common_term_probes_down_the_time_index(sqlite_store,
     assert got == [f"common word {i}" for i in range(11, -1, -1)] and third.next is None
     assert [s.request["messages"][0]["content"] for s in sqlite_store.list_spans(SpanQuery(text="rare")).spans] == [
         "rare thing"]
+
+
+@pytest.mark.parametrize("window, bucket, filters", [
+    ((timedelta(minutes=23), timedelta(hours=26, minutes=41)), "hour", {}),  # partial hours at both ends
+    ((timedelta(hours=-3), timedelta(days=3)), "day", {"model": "b"}),
+    ((timedelta(minutes=59, seconds=59), timedelta(hours=9)), "hour", {"status": "error"}),
+    ((timedelta(hours=2), None), "hour", {"provider": "openai"}),
+    ((timedelta(minutes=5), timedelta(hours=12)), "hour", {"attributes": {"user_id": "u1"}}),
+])
+def test_overview_matches_its_parts_at_any_window(store, window, bucket, filters):
+    """Windows that do not start or end on the hour, open-ended ones and filters: however a
+    store answers (SQLite: hourly rollups and the spans at the edges), the sums are its parts'."""
+    from llmflow_core.store.base import SpanStore
+
+    spans = [make_span(start=T0 + timedelta(minutes=11 * i, seconds=i % 7), duration_ms=20.0 + 131 * (i % 11),
+                       ttft_ms=(9.0 + i) if i % 4 else None, status=["success", "error", "cancelled"][i % 3],
+                       model=["a", "b"][i % 2], provider=["openai", "anthropic"][i % 5 == 0],
+                       user_id=f"u{i % 3}" if i % 4 else None, feature=["x", None][i % 2 and i % 3 == 0],
+                       cost=0.001 * i if i % 6 else None, prompt_tokens=i, completion_tokens=3 * i)
+             for i in range(200)]
+    spans[10] = spans[10].with_changes(kind="workflow")  # never counted
+    spans[11] = spans[11].with_changes(attributes={**spans[11].attributes, "duplicate_of": spans[12].span_id})
+    store.write_batch(spans)
+    since, until = window
+    query = SpanQuery(since=T0 + since, until=T0 + until if until is not None else None,
+                      counted_only=True, **filters)
+    fast = store.overview(query, bucket=bucket)
+    reference = SpanStore.overview(store, query, bucket=bucket)
+    assert [(r.start, r.requests, r.errors, r.prompt_tokens, r.completion_tokens) for r in fast.series] == [
+        (r.start, r.requests, r.errors, r.prompt_tokens, r.completion_tokens) for r in reference.series]
+    for got, want in zip(fast.series, reference.series):
+        assert got.cost == pytest.approx(want.cost) and got.avg_duration == pytest.approx(want.avg_duration)
+        assert got.avg_ttft == pytest.approx(want.avg_ttft)
+    assert fast.latency == reference.latency and fast.ttft == reference.ttft
+    for name in ("model", "user_id", "feature"):
+        assert [(g.name, g.requests, g.tokens, pytest.approx(g.cost)) for g in fast.groups[name]] == [
+            (g.name, g.requests, g.tokens, g.cost) for g in reference.groups[name]]
+    assert sum(r.requests for r in fast.series) > 0
