@@ -113,6 +113,57 @@ def test_spans_on_disk_survive_a_proxy_restart(tmp_path, upstream):
         mongo.stop()
 
 
+def sqlite_count(data_dir, marker: str) -> int:
+    path = data_dir / "llmflow.sqlite3"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path, timeout=10) as db:
+        return db.execute("SELECT COUNT(*) FROM spans WHERE json_extract(doc, '$.attributes.custom.run') = ?",
+                          (marker,)).fetchone()[0]
+
+
+def recorder_pid(proxy) -> int:
+    """The proxy's recorder process (its child running llmflow_core.recorder)."""
+    import os
+
+    children = []
+    for task in os.listdir(f"/proc/{proxy.process.pid}/task"):  # a restart comes from a thread
+        with open(f"/proc/{proxy.process.pid}/task/{task}/children") as handle:
+            children += [int(pid) for pid in handle.read().split()]
+    for pid in children:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            if b"llmflow_core.recorder" in handle.read():
+                return pid
+    raise AssertionError(f"no recorder process among {children}")
+
+
+def test_a_killed_recorder_is_replaced_and_calls_never_notice(tmp_path, upstream):
+    """The recorder (the proxy's child that builds and stores spans) dies outright: the calls go
+    on at normal speed, the proxy starts a new recorder, and the calls made meanwhile are kept."""
+    import os
+    import signal
+
+    data = tmp_path / "data"
+    proxy = start_proxy(data, tmp_path, UPSTREAM_OPENAI=upstream.url)
+    marker = uuid.uuid4().hex
+    client = sdk(proxy)
+    try:
+        before = [call(client, marker) for _ in range(10)]
+        wait_until(lambda: sqlite_count(data, marker) == 10)
+        first = recorder_pid(proxy)
+        os.kill(first, signal.SIGKILL)
+        during = [call(client, marker) for _ in range(20)]
+        wait_until(lambda: sqlite_count(data, marker) == 30, timeout=60)
+        assert recorder_pid(proxy) != first
+        print(f"median call {statistics.median(before) * 1000:.0f} ms before, "
+              f"{statistics.median(during) * 1000:.0f} ms after the recorder was killed")
+        assert max(during) < 2.0
+    finally:
+        assert proxy.stop() == 0
+    assert sqlite_count(data, marker) == 30
+    assert "starting a new one" in proxy.log()
+
+
 def test_a_locked_sqlite_store_neither_slows_calls_nor_loses_spans(tmp_path, upstream):
     data = tmp_path / "data"
     proxy = start_proxy(data, tmp_path, UPSTREAM_OPENAI=upstream.url)
