@@ -110,6 +110,11 @@ class RecorderProcess:
 
     def stop(self) -> None:
         """Send what is queued, close the pipe, wait for the child to store it and exit."""
+        if not self._sender.is_alive() and self._child is None:
+            if self._items:  # never started (the proxy failed to start): nothing can store them
+                self._drop(len(self._items), "the proxy stopped before its recorder started")
+                self._items.clear()
+            return
         self._stopping = True
         self._wake.set()
         deadline = time.monotonic() + self.stop_timeout + STOP_GRACE

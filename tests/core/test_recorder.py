@@ -121,3 +121,11 @@ def test_a_full_queue_drops_loudly_and_the_count_reaches_the_status_file(config,
     recorder.stop()
     assert count(config) == 6
     assert json.loads(status_path.read_text())["dropped"] == 3
+
+
+def test_stopping_a_recorder_that_never_started_says_what_it_lost(config, caplog):
+    recorder = RecorderProcess(config)
+    recorder.submit(exchange(0))
+    recorder.stop()  # e.g. the proxy could not bind its port: no error, the loss is counted
+    assert recorder.stats.dropped == 1
+    assert any("before its recorder started" in r.getMessage() for r in caplog.records)
