@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from bench.procstat import tree
+from bench.procstat import children, tree
 from bench.upstreams import _listens
 from tests.support.mock_upstream import REPLY_TEXT, MockUpstream
 from tests.support.processes import ROOT, RUNTIME_PYTHON, llmflow_env, start_proxy
@@ -84,7 +84,12 @@ def test_two_workers_share_the_port_record_every_call_and_drain_on_sigterm(tmp_p
     try:
         started = time.monotonic()
         workers = wait_for_workers(proxy, 2)
-        assert len(tree(proxy.process.pid)) == 3  # the supervisor and its two workers
+        assert sorted(children(proxy.process.pid)) == sorted(workers)  # the supervisor's two
+        # and each worker has its recorder process (started once the worker runs)
+        deadline = time.monotonic() + 20
+        while sorted(len(children(pid)) for pid in workers) != [1, 1]:
+            assert time.monotonic() < deadline, [children(pid) for pid in workers]
+            time.sleep(0.1)
         assert all(_listens(pid, proxy.intercept_port) for pid in workers)  # both ports shared
 
         for index in range(CALLS):
