@@ -32,17 +32,19 @@ def tree(pid: int) -> list[int]:
     return pids
 
 
+def _ticks(stat_path: str) -> int:
+    """utime + stime (fields 14 and 15) of a /proc stat file, in clock ticks; 0 if it is gone."""
+    try:
+        with open(stat_path) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid``'s process tree (threads included), in seconds."""
-    total = 0
-    for member in tree(pid):
-        try:
-            with open(f"/proc/{member}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLOCK_TICKS
+    return sum(_ticks(f"/proc/{member}/stat") for member in tree(pid)) / CLOCK_TICKS
 
 
 def _status_kb(pid: int, key: str) -> int:
@@ -86,12 +88,4 @@ def pss_mb(pid: int) -> float:
 def main_thread_cpu_seconds(pid: int) -> float:
     """User + system CPU of the main thread of each process in the tree (the proxy's event
     loop; without the span writer's threads), in seconds."""
-    total = 0
-    for member in tree(pid):
-        try:
-            with open(f"/proc/{member}/task/{member}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+    return sum(_ticks(f"/proc/{member}/task/{member}/stat") for member in tree(pid)) / CLOCK_TICKS

@@ -384,12 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
         prompt_tokens = 3 + words(doc.get("messages"))
         tool_name = self._tool_name(doc)
         call_id = "call_mock_1"
-        if plan.tools:
-            pieces = TOOL_ARGUMENT_FRAGMENTS
-        elif self._is_json_mode(doc):
-            pieces = JSON_REPLY_PIECES
-        else:
-            pieces = REPLY_WORDS
+        pieces = self._reply_pieces(plan, doc)
         usage = self._openai_usage(plan, prompt_tokens, n * len(pieces))
         finish = "tool_calls" if plan.tools else "stop"
         created = int(time.time())
@@ -510,18 +505,21 @@ class _Handler(BaseHTTPRequestHandler):
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
                    self._openai_headers("req_mock_embeddings"))
 
+    def _reply_pieces(self, plan: Any, doc: dict[str, Any]) -> list[str]:
+        """What an OpenAI-style answer streams: tool-call arguments, a JSON object or words."""
+        if plan.tools:
+            return TOOL_ARGUMENT_FRAGMENTS
+        if self._is_json_mode(doc):
+            return JSON_REPLY_PIECES
+        return REPLY_WORDS
+
     def _openai_responses(self, doc: dict[str, Any]) -> None:
         plan = behaviour(str(doc.get("model") or ""))
         if self._openai_error(plan):
             return
         prompt_tokens = 3 + words(doc.get("instructions"), doc.get("input"))
         tool_name = self._tool_name(doc)
-        if plan.tools:
-            pieces = TOOL_ARGUMENT_FRAGMENTS
-        elif self._is_json_mode(doc):
-            pieces = JSON_REPLY_PIECES
-        else:
-            pieces = REPLY_WORDS
+        pieces = self._reply_pieces(plan, doc)
         usage = self._openai_usage(plan, prompt_tokens, len(pieces), responses=True)
         created = int(time.time())
         reasoning_item = {"id": "rs_mock_1", "type": "reasoning",
