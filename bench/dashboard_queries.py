@@ -105,7 +105,7 @@ def main() -> int:
             "analytics, 7 days": f"/api/analytics?{last(24 * 7)}",
         }
         # pages need a session cookie; Basic auth covers /api/, so log in once for the rest
-        login = session.get(base + "/login")
+        session.get(base + "/login")
         session.post(base + "/login", data={"username": "llmflow", "password": "password",
                                             "csrfmiddlewaretoken": session.cookies["csrftoken"]},
                      headers={"Referer": base + "/login"})

@@ -120,7 +120,6 @@ def measure_round(target: Target, tools: dict[str, str], script: Path, profile: 
     one = load.wrk(wrk, script, target.url, 1, profile.seconds)
     cpu1 = procstat.cpu_seconds(pid)
     c16 = load.wrk(wrk, script, target.url, 16, profile.seconds)
-    cpu2 = procstat.cpu_seconds(pid)
     c32 = load.wrk(wrk, script, target.url, 32, profile.seconds)
     cpu3 = procstat.cpu_seconds(pid)
     for run in (one, c16, c32):

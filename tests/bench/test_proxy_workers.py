@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -21,7 +20,7 @@ import pytest
 from bench.procstat import children, tree
 from bench.upstreams import _listens
 from tests.support.mock_upstream import REPLY_TEXT, MockUpstream
-from tests.support.processes import ROOT, RUNTIME_PYTHON, llmflow_env, start_proxy
+from tests.support.processes import ROOT, RUNTIME_PYTHON, llmflow_env, query_store, start_proxy
 
 pytestmark = pytest.mark.e2e
 
@@ -61,12 +60,7 @@ def wait_for_workers(proxy, count: int, timeout: float = 30.0) -> list[int]:
 
 
 def stored_tags(data) -> list[str]:
-    path = data / "llmflow.sqlite3"
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as db:
-        return [tag for (tag,) in db.execute(
-            """SELECT json_extract(doc, '$.attributes.custom.call') FROM spans""")]
+    return [tag for (tag,) in query_store(data, "SELECT json_extract(doc, '$.attributes.custom.call') FROM spans")]
 
 
 def wait_for_stored(data, count: int, timeout: float = 20.0) -> list[str]:

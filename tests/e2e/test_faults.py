@@ -16,7 +16,7 @@ from pymongo import MongoClient
 
 from tests.conftest import mongo_uri
 from tests.support.mock_upstream import REPLY_TEXT
-from tests.support.processes import start_mongo_wire, start_proxy
+from tests.support.processes import query_store, start_mongo_wire, start_proxy
 
 pytestmark = pytest.mark.e2e
 
@@ -114,12 +114,9 @@ def test_spans_on_disk_survive_a_proxy_restart(tmp_path, upstream):
 
 
 def sqlite_count(data_dir, marker: str) -> int:
-    path = data_dir / "llmflow.sqlite3"
-    if not path.exists():
-        return 0
-    with sqlite3.connect(path, timeout=10) as db:
-        return db.execute("SELECT COUNT(*) FROM spans WHERE json_extract(doc, '$.attributes.custom.run') = ?",
-                          (marker,)).fetchone()[0]
+    rows = query_store(data_dir, "SELECT COUNT(*) FROM spans WHERE json_extract(doc, '$.attributes.custom.run') = ?",
+                       (marker,))
+    return rows[0][0] if rows else 0
 
 
 def recorder_pid(proxy) -> int:

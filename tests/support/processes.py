@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -103,6 +104,23 @@ def start_proxy(data_dir: Path, log_dir: Path, **env: Any) -> Service:
     service.intercept_port = int(env["INTERCEPT_PORT"])
     wait_for_port(service.intercept_port, 10, service.process)
     return service
+
+
+def query_store(data_dir: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows from the proxy's SQLite store, or [] while it is still being made.
+
+    The recorder process creates the file and then its tables, so a poll can land in between
+    and see "no such table"; that is "nothing stored yet", not an error."""
+    path = data_dir / "llmflow.sqlite3"
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(path, timeout=10) as db:
+            return db.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
 
 
 _static_collected = False
