@@ -165,10 +165,16 @@ def test_workflow_task_sdk_span_and_proxy_span_are_one_trace(llmflow, tmp_path):
     # The same call seen twice: one pair, counted once, whichever record was stored first.
     stored = [Span.from_document(s) for s in spans]
     assert otlp.duplicate_pairs(stored) == {sdk["spanId"]: proxy["spanId"], proxy["spanId"]: sdk["spanId"]}
+    # Usually the proxy's record lands first (the SDK exports at exit) and the SDK's is marked, but
+    # on a busy machine the recorder can be behind the SDK's export: then the proxy's is marked.
+    # Two writes at the same instant may each miss the other: then neither is, and the proxy's counts.
+    marked = [s for s in (sdk, proxy) if s["attributes"].get("duplicate_of")]
+    assert len(marked) <= 1, (a.get("duplicate_of"), b.get("duplicate_of"))
+    kept = proxy if not marked or marked[0] is sdk else sdk
+    if marked:
+        assert marked[0]["attributes"]["duplicate_of"] == kept["spanId"]
     counted = otlp.counted(stored)
-    assert [s.span_id for s in counted if s.kind == "llm"] == [proxy["spanId"]]
-    assert a.get("duplicate_of") in (None, proxy["spanId"])  # set when the proxy's span was stored first
-    assert "duplicate_of" not in b
+    assert [s.span_id for s in counted if s.kind == "llm"] == [kept["spanId"]]
 
     # The export carries the current names and reads back as the same spans.
     exported = llmflow.api(f"/api/traces/{workflow['traceId']}/otlp")
