@@ -207,6 +207,7 @@ def test_json_array_stream_cut_off() -> None:
     call = gemini.parse(path, REQUEST, raw, 200, True)
     assert call.output == {"text": "Hello"}
     assert call.finish_reason is None and call.events == 1
+    assert call.first_token_offset == 1  # just after the "["
 
 
 def test_error_body() -> None:
