@@ -171,12 +171,9 @@ def test_a_locked_sqlite_store_neither_slows_calls_nor_loses_spans(tmp_path, ups
         db = data / "llmflow.sqlite3"
 
         def stored():
-            try:
-                with sqlite3.connect(db) as conn:
-                    return conn.execute("SELECT COUNT(*), COUNT(DISTINCT span_id) FROM spans WHERE "
-                                        "json_extract(doc, '$.attributes.custom.run') = ?", (marker,)).fetchone()
-            except sqlite3.OperationalError:  # not created yet
-                return (0, 0)
+            rows = query_store(data, "SELECT COUNT(*), COUNT(DISTINCT span_id) FROM spans WHERE "
+                               "json_extract(doc, '$.attributes.custom.run') = ?", (marker,))
+            return rows[0] if rows else (0, 0)
 
         wait_until(lambda: stored()[0] == 5)
         locker = sqlite3.connect(db, timeout=1, isolation_level=None, check_same_thread=False)
